@@ -1,0 +1,69 @@
+//! The raw host functions, installed as `__aiwe_host` for `prelude.js` to wrap.
+//! Each one calls a WIT import; a host-side refusal becomes a JS exception.
+
+use std::cell::Cell;
+
+use javy::quickjs::{prelude::Func, Ctx, Exception, Object, Result};
+
+use crate::aiwebengine::script::host::{self, LogLevel};
+
+thread_local! {
+    static LOADING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Routes and streams may only be registered while the script's top level runs.
+pub fn set_loading(on: bool) {
+    LOADING.with(|l| l.set(on));
+}
+
+fn only_while_loading(cx: &Ctx<'_>, what: &str) -> Result<()> {
+    if LOADING.with(|l| l.get()) {
+        Ok(())
+    } else {
+        Err(Exception::throw_message(
+            cx,
+            &format!("{what} can only be called while the script loads, not from a handler"),
+        ))
+    }
+}
+
+fn refused(cx: &Ctx<'_>, message: String) -> javy::quickjs::Error {
+    Exception::throw_message(cx, &message)
+}
+
+pub fn register(cx: &Ctx<'_>) -> Result<()> {
+    let raw = Object::new(cx.clone())?;
+    raw.set(
+        "log",
+        Func::from(|level: String, message: String| {
+            let level = match level.as_str() {
+                "debug" => LogLevel::Debug,
+                "warn" => LogLevel::Warn,
+                "error" => LogLevel::Error,
+                _ => LogLevel::Info,
+            };
+            host::log(level, &message);
+        }),
+    )?;
+    raw.set(
+        "registerRoute",
+        Func::from(|cx: Ctx<'_>, method: String, path: String, id: u32| {
+            only_while_loading(&cx, "routeRegistry.registerRoute")?;
+            host::register_route(&method, &path, id).map_err(|m| refused(&cx, m))
+        }),
+    )?;
+    raw.set(
+        "registerStream",
+        Func::from(|cx: Ctx<'_>, path: String| {
+            only_while_loading(&cx, "routeRegistry.registerStreamRoute")?;
+            host::register_stream(&path).map_err(|m| refused(&cx, m))
+        }),
+    )?;
+    raw.set(
+        "sendStreamMessage",
+        Func::from(|cx: Ctx<'_>, path: Option<String>, json: String| {
+            host::send_stream_message(path.as_deref(), &json).map_err(|m| refused(&cx, m))
+        }),
+    )?;
+    cx.globals().set("__aiwe_host", raw)
+}

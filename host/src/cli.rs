@@ -1,0 +1,62 @@
+//! The command line: `aiwebengine serve [--scripts DIR] [--listen ADDR] ...`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::app::Settings;
+
+#[derive(Parser, Debug)]
+#[command(name = "aiwebengine", version, about = "Runs JavaScript web scripts — HTTP routes and \
+Server-Sent-Event streams — each in its own WebAssembly sandbox.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve every *.js script of a folder.
+    Serve(ServeArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// The folder of scripts to serve.
+    #[arg(long, default_value = "./scripts", env = "AIWEBENGINE_SCRIPTS")]
+    pub scripts: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "AIWEBENGINE_LISTEN")]
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes; larger ones get 413.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+    /// Requests that may wait for one script before new ones get 503.
+    #[arg(long, default_value_t = 1024)]
+    pub queue_depth: usize,
+    /// Messages a stream subscriber may fall behind before it is disconnected.
+    #[arg(long, default_value_t = 1024)]
+    pub stream_buffer: usize,
+    /// Where to cache the compiled sandbox (default: ~/.cache/aiwebengine).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Compile the sandbox at every start instead of caching it.
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+impl ServeArgs {
+    pub fn settings(&self) -> Settings {
+        let mut s = Settings::new(&self.scripts);
+        s.max_body_bytes = self.max_body_bytes;
+        s.queue_depth = self.queue_depth;
+        s.stream_buffer = self.stream_buffer;
+        if self.no_cache {
+            s.cache_dir = None;
+        } else if let Some(dir) = &self.cache_dir {
+            s.cache_dir = Some(dir.clone());
+        }
+        s
+    }
+}

@@ -1,0 +1,143 @@
+//! What a script's `Store` holds, and the host side of the WIT `host` interface.
+
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::bindings::{aiwebengine::script::host::Host, LogLevel};
+use crate::route_path::RoutePath;
+use crate::streams::Hub;
+
+/// Bytes of guest stdout/stderr kept per instance. Scripts log through
+/// `console`, so only a Rust panic in the guest runtime writes here.
+const GUEST_OUTPUT_CAPACITY: usize = 64 * 1024;
+
+/// A route as one script declared it.
+#[derive(Clone, Debug)]
+pub struct RouteDecl {
+    pub method: String,
+    pub path: RoutePath,
+    pub handler: u32,
+}
+
+/// The routes and streams a script registered while it loaded.
+#[derive(Clone, Debug, Default)]
+pub struct Registrations {
+    pub routes: Vec<RouteDecl>,
+    pub streams: Vec<String>,
+}
+
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub output: MemoryOutputPipe,
+    /// The script's file name, tagging its log lines.
+    pub script: Arc<str>,
+    pub hub: Arc<Hub>,
+    pub registrations: Registrations,
+}
+
+impl HostState {
+    pub fn new(script: Arc<str>, hub: Arc<Hub>) -> Self {
+        let output = MemoryOutputPipe::new(GUEST_OUTPUT_CAPACITY);
+        let wasi = WasiCtx::builder()
+            .stdout(output.clone())
+            .stderr(output.clone())
+            .build();
+        HostState {
+            wasi,
+            table: ResourceTable::new(),
+            output,
+            script,
+            hub,
+            registrations: Registrations::default(),
+        }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Methods a route may use; anything else is refused at registration.
+fn valid_method(method: &str) -> bool {
+    !method.is_empty()
+        && method.len() <= 32
+        && method.bytes().all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_')
+}
+
+impl Host for HostState {
+    fn log(&mut self, level: LogLevel, message: String) {
+        let script = &*self.script;
+        match level {
+            LogLevel::Debug => tracing::debug!(target: "script", script, "{message}"),
+            LogLevel::Info => tracing::info!(target: "script", script, "{message}"),
+            LogLevel::Warn => tracing::warn!(target: "script", script, "{message}"),
+            LogLevel::Error => tracing::error!(target: "script", script, "{message}"),
+        }
+    }
+
+    fn register_route(&mut self, method: String, path: String, handler: u32) -> Result<(), String> {
+        if !valid_method(&method) {
+            return Err(format!("invalid HTTP method {method:?}"));
+        }
+        let path = RoutePath::parse(&path).map_err(|e| e.to_string())?;
+        if path.source == "/_engine" || path.source.starts_with("/_engine/") {
+            return Err("paths under /_engine are reserved for the engine".into());
+        }
+        let routes = &mut self.registrations.routes;
+        if let Some(other) = routes
+            .iter()
+            .find(|r| r.method == method && r.path.key == path.key)
+        {
+            return Err(format!(
+                "{method} {} is already registered by this script (as {})",
+                path.source, other.path.source
+            ));
+        }
+        routes.push(RouteDecl {
+            method,
+            path,
+            handler,
+        });
+        Ok(())
+    }
+
+    fn register_stream(&mut self, path: String) -> Result<(), String> {
+        let parsed = RoutePath::parse(&path).map_err(|e| e.to_string())?;
+        if !parsed.is_static() {
+            return Err(format!("stream path {path:?} must not have parameters"));
+        }
+        if path == "/_engine" || path.starts_with("/_engine/") {
+            return Err("paths under /_engine are reserved for the engine".into());
+        }
+        if !self.registrations.streams.contains(&path) {
+            self.hub.ensure(&path);
+            self.registrations.streams.push(path);
+        }
+        Ok(())
+    }
+
+    fn send_stream_message(&mut self, path: Option<String>, json: String) -> Result<u32, String> {
+        let reached = match path {
+            Some(path) => self
+                .hub
+                .broadcast(&path, &json)
+                .ok_or_else(|| format!("no stream is registered at {path:?}"))?,
+            None => self
+                .registrations
+                .streams
+                .iter()
+                .filter_map(|p| self.hub.broadcast(p, &json))
+                .sum(),
+        };
+        Ok(reached.try_into().unwrap_or(u32::MAX))
+    }
+}

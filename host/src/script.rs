@@ -1,0 +1,225 @@
+//! A script's actor: one OS thread that owns the script's long-lived wasm
+//! instance (so its JS globals persist between requests) and runs its calls one
+//! at a time, in arrival order, from a bounded queue.
+//!
+//! Why a thread and not a tokio task: guest code may run for a long time (up to
+//! its limits), and it must never occupy a tokio worker while it does, or one
+//! busy script would slow every connection. Each script gets its own thread, so
+//! scripts run in parallel and the HTTP side only ever does a non-blocking
+//! `try_send` and awaits a oneshot reply.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use tokio::sync::oneshot;
+use wasmtime::Store;
+
+use crate::bindings::{Request, Response, Script, ScriptError};
+use crate::engine::WasmEngine;
+use crate::host_state::{HostState, Registrations};
+use crate::streams::Hub;
+
+/// Native stack for a script thread; wasm and QuickJS recursion have their own,
+/// smaller limits inside it.
+const THREAD_STACK: usize = 8 << 20;
+
+/// Why a script could not be loaded.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct LoadError {
+    /// One line: what went wrong, with the script's file and line when known.
+    pub message: String,
+    /// The JS stack or the trap's backtrace, for the log.
+    pub detail: Option<String>,
+}
+
+/// Why a call into a script produced no response.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("{}", .0.message)]
+    Exception(ScriptError),
+    #[error("the script crashed: {0}")]
+    Trap(String),
+    #[error("too many requests are queued for this script")]
+    Busy,
+    #[error("the script was unloaded")]
+    Gone,
+}
+
+enum Job {
+    Handle {
+        request: Request,
+        reply: oneshot::Sender<Result<Response, CallError>>,
+    },
+}
+
+/// A loaded script: its registrations and the queue into its actor. Dropping the
+/// last clone of it ends the actor thread once queued calls are done.
+pub struct LoadedScript {
+    pub name: Arc<str>,
+    pub registrations: Registrations,
+    pub loaded_at: SystemTime,
+    queue: Sender<Job>,
+}
+
+/// What the actor needs to (re)create its instance.
+struct Recipe {
+    engine: WasmEngine,
+    hub: Arc<Hub>,
+    name: Arc<str>,
+    source: String,
+}
+
+struct Instance {
+    store: Store<HostState>,
+    bindings: Script,
+}
+
+impl Recipe {
+    fn instantiate(&self) -> Result<Instance, LoadError> {
+        let state = HostState::new(self.name.clone(), self.hub.clone());
+        let mut store = Store::new(&self.engine.engine, state);
+        let bindings = self
+            .engine
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| trap_load_error(&store, "starting the sandbox", e))?;
+        let guest = bindings.aiwebengine_script_guest();
+        match guest.call_load(&mut store, &self.name, &self.source) {
+            Ok(Ok(())) => Ok(Instance { store, bindings }),
+            Ok(Err(e)) => Err(LoadError {
+                message: e.message,
+                detail: e.stack,
+            }),
+            Err(e) => Err(trap_load_error(&store, "running its top level", e)),
+        }
+    }
+}
+
+fn trap_load_error(store: &Store<HostState>, doing: &str, e: wasmtime::Error) -> LoadError {
+    log_guest_output(store);
+    LoadError {
+        message: format!("the sandbox failed while {doing}: {}", root_cause(&e)),
+        detail: Some(format!("{e:?}")),
+    }
+}
+
+fn root_cause(e: &wasmtime::Error) -> String {
+    e.root_cause().to_string()
+}
+
+/// The guest runtime writes to stdout/stderr only when it panics; say what it said.
+fn log_guest_output(store: &Store<HostState>) {
+    let out = store.data().output.contents();
+    if !out.is_empty() {
+        let script = &*store.data().script;
+        tracing::error!(script, "guest output: {}", String::from_utf8_lossy(&out).trim_end());
+    }
+}
+
+impl LoadedScript {
+    /// Starts the actor thread, creates the instance and runs the script's top
+    /// level. Resolves once the script loaded (or failed to).
+    pub async fn start(
+        engine: WasmEngine,
+        hub: Arc<Hub>,
+        name: &str,
+        source: String,
+        queue_depth: usize,
+    ) -> Result<Arc<LoadedScript>, LoadError> {
+        let name: Arc<str> = Arc::from(name);
+        let recipe = Recipe {
+            engine,
+            hub,
+            name: name.clone(),
+            source,
+        };
+        let (queue, jobs) = crossbeam_channel::bounded(queue_depth.max(1));
+        let (ready_tx, ready_rx) = oneshot::channel();
+        std::thread::Builder::new()
+            .name(format!("script {name}"))
+            .stack_size(THREAD_STACK)
+            .spawn(move || match recipe.instantiate() {
+                Ok(instance) => {
+                    let registrations = instance.store.data().registrations.clone();
+                    if ready_tx.send(Ok(registrations)).is_ok() {
+                        run(recipe, Some(instance), jobs);
+                    }
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                }
+            })
+            .map_err(|e| LoadError {
+                message: format!("could not start a thread for the script: {e}"),
+                detail: None,
+            })?;
+        let registrations = ready_rx.await.map_err(|_| LoadError {
+            message: "the script's thread ended while loading".into(),
+            detail: None,
+        })??;
+        Ok(Arc::new(LoadedScript {
+            name,
+            registrations,
+            loaded_at: SystemTime::now(),
+            queue,
+        }))
+    }
+
+    /// Queues a request for the script and waits for its response. Never blocks
+    /// the calling thread: a full queue is an immediate `Busy`.
+    pub async fn call(&self, request: Request) -> Result<Response, CallError> {
+        let (reply, response) = oneshot::channel();
+        match self.queue.try_send(Job::Handle { request, reply }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(CallError::Busy),
+            Err(TrySendError::Disconnected(_)) => return Err(CallError::Gone),
+        }
+        response.await.unwrap_or(Err(CallError::Gone))
+    }
+}
+
+/// The actor loop: one job at a time until every sender is gone.
+fn run(recipe: Recipe, mut instance: Option<Instance>, jobs: Receiver<Job>) {
+    for job in jobs {
+        match job {
+            Job::Handle { request, reply } => {
+                if reply.is_closed() {
+                    continue; // the client went away while this waited in the queue
+                }
+                let result = handle(&recipe, &mut instance, &request);
+                let _ = reply.send(result);
+            }
+        }
+    }
+    tracing::debug!(script = %recipe.name, "script actor finished");
+}
+
+fn handle(
+    recipe: &Recipe,
+    slot: &mut Option<Instance>,
+    request: &Request,
+) -> Result<Response, CallError> {
+    if slot.is_none() {
+        tracing::info!(script = %recipe.name, "re-instantiating the script (its globals start fresh)");
+        *slot = Some(
+            recipe
+                .instantiate()
+                .map_err(|e| CallError::Trap(format!("could not restart the script: {e}")))?,
+        );
+    }
+    let instance = slot.as_mut().expect("instance was just created");
+    let guest = instance.bindings.aiwebengine_script_guest();
+    match guest.call_handle(&mut instance.store, request) {
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(error)) => Err(CallError::Exception(error)),
+        Err(trap) => {
+            // The instance may be corrupt mid-call: throw it away.
+            log_guest_output(&instance.store);
+            tracing::error!(script = %recipe.name, "script trapped: {trap:?}");
+            *slot = None;
+            Err(CallError::Trap(root_cause(&trap)))
+        }
+    }
+}

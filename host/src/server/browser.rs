@@ -1,0 +1,169 @@
+//! The route browser: `GET /_engine` for people, `GET /_engine/routes` for tools.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde_json::{json, Value};
+use warp::http::{header, HeaderValue};
+use warp::reply::Response;
+use warp::Filter;
+
+use crate::app::App;
+
+pub fn routes(
+    app: impl Filter<Extract = (Arc<App>,), Error = Infallible> + Clone + Send + Sync + 'static,
+) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+    let page = warp::path!("_engine")
+        .and(warp::get().or(warp::head()).unify())
+        .and(app.clone())
+        .map(|app: Arc<App>| html_page(&snapshot(&app)));
+    let json = warp::path!("_engine" / "routes")
+        .and(warp::get().or(warp::head()).unify())
+        .and(app)
+        .map(|app: Arc<App>| {
+            let mut res = Response::new(serde_json::to_vec_pretty(&snapshot(&app)).unwrap_or_default().into());
+            res.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            res
+        });
+    page.or(json).unify()
+}
+
+fn time(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// Every script with its status, routes and streams, as JSON.
+pub fn snapshot(app: &App) -> Value {
+    let table = app.table.load();
+    let scripts: Vec<Value> = app
+        .scripts()
+        .into_iter()
+        .map(|view| {
+            let conflicts = table.conflicts.get(&view.name).cloned().unwrap_or_default();
+            let conflict_of = |what: &str| {
+                conflicts
+                    .iter()
+                    .find(|c| c.what == what)
+                    .map(|c| c.owner.clone())
+            };
+            let (routes, streams) = match &view.live {
+                Some(live) => (
+                    live.registrations
+                        .routes
+                        .iter()
+                        .map(|r| {
+                            json!({
+                                "method": r.method,
+                                "path": r.path.source,
+                                "conflictsWith": conflict_of(&format!("{} {}", r.method, r.path.source)),
+                            })
+                        })
+                        .collect(),
+                    live.registrations
+                        .streams
+                        .iter()
+                        .map(|s| {
+                            json!({
+                                "path": s,
+                                "subscribers": app.hub.subscriber_count(s),
+                                "conflictsWith": conflict_of(&format!("stream {s}")),
+                            })
+                        })
+                        .collect(),
+                ),
+                None => (vec![], vec![]),
+            };
+            let status = if view.error.is_some() {
+                "error"
+            } else if !conflicts.is_empty() {
+                "conflict"
+            } else {
+                "ok"
+            };
+            json!({
+                "name": view.name,
+                "status": status,
+                "serving": view.live.is_some(),
+                "loadedAt": view.live.as_ref().map(|l| time(l.loaded_at)),
+                "error": view.error.as_ref().map(|(e, since)| json!({
+                    "message": e.message,
+                    "since": time(*since),
+                })),
+                "routes": routes,
+                "streams": streams,
+            })
+        })
+        .collect();
+    json!({ "scripts": scripts })
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn html_page(snapshot: &Value) -> Response {
+    let mut body = String::from(concat!(
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>aiwebengine routes</title>",
+        "<style>body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;padding:0 1em}",
+        "table{border-collapse:collapse;width:100%;margin-bottom:1.5em}td,th{text-align:left;padding:4px 8px;border-bottom:1px solid #ddd}",
+        ".ok{color:#1a7f37}.error,.conflict{color:#cf222e}pre{background:#f6f8fa;padding:8px;white-space:pre-wrap}</style>",
+        "</head><body><h1>aiwebengine</h1><p>Scripts, their routes and streams. JSON: <a href=\"/_engine/routes\">/_engine/routes</a></p>",
+    ));
+    let scripts = snapshot["scripts"].as_array().cloned().unwrap_or_default();
+    if scripts.is_empty() {
+        body.push_str("<p>No scripts are loaded. Drop a <code>*.js</code> file into the scripts folder.</p>");
+    }
+    for s in scripts {
+        let status = s["status"].as_str().unwrap_or("");
+        body.push_str(&format!(
+            "<h2>{} <small class=\"{status}\">{status}</small></h2>",
+            esc(s["name"].as_str().unwrap_or(""))
+        ));
+        if let Some(loaded) = s["loadedAt"].as_str() {
+            body.push_str(&format!("<p>loaded {}</p>", esc(loaded)));
+        }
+        if let Some(msg) = s["error"]["message"].as_str() {
+            body.push_str(&format!(
+                "<p class=\"error\">load failed at {}{}</p><pre>{}</pre>",
+                esc(s["error"]["since"].as_str().unwrap_or("")),
+                if s["serving"] == true { "; the previous version keeps serving" } else { "" },
+                esc(msg)
+            ));
+        }
+        body.push_str("<table><tr><th>method</th><th>path</th><th></th></tr>");
+        for r in s["routes"].as_array().into_iter().flatten() {
+            let (method, path) = (r["method"].as_str().unwrap_or(""), r["path"].as_str().unwrap_or(""));
+            let shown = if method == "GET" && !path.contains([':', '*']) {
+                format!("<a href=\"{0}\">{0}</a>", esc(path))
+            } else {
+                esc(path)
+            };
+            let note = r["conflictsWith"]
+                .as_str()
+                .map(|o| format!("<span class=\"conflict\">conflict: served by {}</span>", esc(o)))
+                .unwrap_or_default();
+            body.push_str(&format!("<tr><td>{}</td><td>{shown}</td><td>{note}</td></tr>", esc(method)));
+        }
+        for st in s["streams"].as_array().into_iter().flatten() {
+            let note = st["conflictsWith"]
+                .as_str()
+                .map(|o| format!("<span class=\"conflict\">conflict: served by {}</span>", esc(o)))
+                .unwrap_or_else(|| format!("{} subscribers", st["subscribers"]));
+            body.push_str(&format!(
+                "<tr><td>STREAM</td><td>{}</td><td>{note}</td></tr>",
+                esc(st["path"].as_str().unwrap_or(""))
+            ));
+        }
+        body.push_str("</table>");
+    }
+    body.push_str("</body></html>");
+    let mut res = Response::new(body.into());
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    res
+}

@@ -1,0 +1,73 @@
+//! Turning outcomes into HTTP responses, in exactly one place.
+
+use std::convert::Infallible;
+
+use warp::http::{header, HeaderValue, StatusCode};
+use warp::reply::Response;
+
+use crate::script::CallError;
+
+/// A plain-text response.
+pub fn text(status: StatusCode, body: impl Into<String>) -> Response {
+    let mut res = Response::new(body.into().into());
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    res
+}
+
+/// The response for a call into `script` that produced no response of its own.
+pub fn call_error(script: &str, route: &str, error: CallError) -> Response {
+    match error {
+        CallError::Exception(e) => {
+            match &e.stack {
+                Some(stack) => tracing::error!(script, route, "handler threw {}\n{stack}", e.message),
+                None => tracing::error!(script, route, "handler threw {}", e.message),
+            }
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("script {script} failed: {}\n", e.message),
+            )
+        }
+        CallError::Trap(why) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("script {script} crashed: {why}\n"),
+        ),
+        CallError::Busy => {
+            tracing::warn!(script, route, "queue full; answering 503");
+            let mut res = text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("script {script} is overloaded; retry shortly\n"),
+            );
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            res
+        }
+        CallError::Gone => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("script {script} was unloaded while handling the request\n"),
+        ),
+    }
+}
+
+/// warp's own rejections (only reachable for malformed requests).
+pub async fn rejection(r: warp::Rejection) -> Result<Response, Infallible> {
+    let status = if r.is_not_found() {
+        StatusCode::NOT_FOUND
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    Ok(text(status, format!("{r:?}\n")))
+}
+
+pub fn log_request(info: warp::log::Info<'_>) {
+    tracing::debug!(
+        target: "http",
+        method = %info.method(),
+        path = info.path(),
+        status = info.status().as_u16(),
+        micros = info.elapsed().as_micros() as u64,
+    );
+}
