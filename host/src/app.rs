@@ -154,7 +154,13 @@ fn apply(slot: &mut Slot, name: &str, result: Result<Arc<LoadedScript>, LoadErro
                 .routes
                 .iter()
                 .map(|r| format!("{} {}", r.method, r.path.source))
-                .chain(script.registrations.streams.iter().map(|s| format!("stream {s}")))
+                .chain(
+                    script
+                        .registrations
+                        .streams
+                        .iter()
+                        .map(|s| format!("stream {s}")),
+                )
                 .collect();
             tracing::info!(script = name, routes = %routes.join(", "), "loaded");
             slot.live = Some(script);
@@ -162,7 +168,9 @@ fn apply(slot: &mut Slot, name: &str, result: Result<Arc<LoadedScript>, LoadErro
         }
         Err(e) => {
             match &e.detail {
-                Some(detail) => tracing::error!(script = name, "failed to load: {}\n{detail}", e.message),
+                Some(detail) => {
+                    tracing::error!(script = name, "failed to load: {}\n{detail}", e.message)
+                }
                 None => tracing::error!(script = name, "failed to load: {}", e.message),
             }
             slot.error = Some((e, SystemTime::now()));

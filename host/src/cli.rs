@@ -8,8 +8,12 @@ use clap::{Args, Parser, Subcommand};
 use crate::app::Settings;
 
 #[derive(Parser, Debug)]
-#[command(name = "aiwebengine", version, about = "Runs JavaScript web scripts — HTTP routes and \
-Server-Sent-Event streams — each in its own WebAssembly sandbox.")]
+#[command(
+    name = "aiwebengine",
+    version,
+    about = "Runs JavaScript web scripts — HTTP routes and \
+Server-Sent-Event streams — each in its own WebAssembly sandbox."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Result;
-use wasmtime::error::Context as _;
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::error::Context as _;
 use wasmtime::{Config, Engine};
 
 use crate::bindings::ScriptPre;
@@ -72,7 +72,10 @@ fn load_component(engine: &Engine, wasm: &[u8], cache_dir: Option<&Path>) -> Res
     let mut compat = std::collections::hash_map::DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut compat);
     hash.update(compat.finish().to_le_bytes());
-    let key: String = hash.finalize()[..12].iter().map(|b| format!("{b:02x}")).collect();
+    let key: String = hash.finalize()[..12]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let path = dir.join(format!("guest-{key}.cwasm"));
     if path.exists() {
         // SAFETY: the file is one this process family wrote into our own cache
@@ -80,22 +83,34 @@ fn load_component(engine: &Engine, wasm: &[u8], cache_dir: Option<&Path>) -> Res
         // wasmtime also checks its header and refuses a mismatched engine.
         match unsafe { Component::deserialize_file(engine, &path) } {
             Ok(component) => return Ok(component),
-            Err(e) => tracing::warn!(path = %path.display(), "ignoring unusable compiled guest: {e:#}"),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), "ignoring unusable compiled guest: {e:#}")
+            }
         }
     }
     let started = std::time::Instant::now();
-    let compiled = engine.precompile_component(wasm).context("compiling the guest")?;
-    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "compiled the guest");
+    let compiled = engine
+        .precompile_component(wasm)
+        .context("compiling the guest")?;
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "compiled the guest"
+    );
     if let Err(e) = write_atomically(dir, &path, &compiled) {
         tracing::warn!(path = %path.display(), "could not cache the compiled guest: {e:#}");
     }
     // SAFETY: these bytes were produced just now by `precompile_component` on this engine.
-    Ok(unsafe { Component::deserialize(engine, &compiled) }.context("loading the compiled guest")?)
+    Ok(unsafe { Component::deserialize(engine, &compiled) }
+        .context("loading the compiled guest")?)
 }
 
 fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".tmp-{}-{:?}", std::process::id(), std::thread::current().id()));
+    let tmp = dir.join(format!(
+        ".tmp-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)?;
     Ok(())

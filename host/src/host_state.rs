@@ -70,7 +70,9 @@ impl WasiView for HostState {
 fn valid_method(method: &str) -> bool {
     !method.is_empty()
         && method.len() <= 32
-        && method.bytes().all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_')
+        && method
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_')
 }
 
 impl Host for HostState {

@@ -105,7 +105,10 @@ impl RouteTable {
                                 .conflicts
                                 .entry(script.name.to_string())
                                 .or_default()
-                                .push(Conflict { what, owner: e.to_string() });
+                                .push(Conflict {
+                                    what,
+                                    owner: e.to_string(),
+                                });
                             continue;
                         }
                         table.entries.push(PathEntry::default());

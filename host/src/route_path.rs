@@ -138,9 +138,12 @@ mod tests {
     #[test]
     fn patterns_match_in_matchit() {
         let mut r = matchit::Router::new();
-        r.insert(RoutePath::parse("/users/:id").unwrap().key, 1).unwrap();
-        r.insert(RoutePath::parse("/users/me").unwrap().key, 2).unwrap();
-        r.insert(RoutePath::parse("/files/*rest").unwrap().key, 3).unwrap();
+        r.insert(RoutePath::parse("/users/:id").unwrap().key, 1)
+            .unwrap();
+        r.insert(RoutePath::parse("/users/me").unwrap().key, 2)
+            .unwrap();
+        r.insert(RoutePath::parse("/files/*rest").unwrap().key, 3)
+            .unwrap();
         assert_eq!(*r.at("/users/me").unwrap().value, 2);
         let m = r.at("/users/42").unwrap();
         assert_eq!((*m.value, m.params.get("p0")), (1, Some("42")));

@@ -89,12 +89,35 @@ impl Recipe {
         match guest.call_load(&mut store, &self.name, &self.source) {
             Ok(Ok(())) => Ok(Instance { store, bindings }),
             Ok(Err(e)) => Err(LoadError {
-                message: e.message,
+                message: describe(&self.name, &e),
                 detail: e.stack,
             }),
             Err(e) => Err(trap_load_error(&store, "running its top level", e)),
         }
     }
+}
+
+/// The error's message and, when its stack passes through the script itself,
+/// where: "TypeError: x is undefined (at chat.js:12:5)".
+pub fn describe(script: &str, error: &ScriptError) -> String {
+    match error
+        .stack
+        .as_deref()
+        .and_then(|stack| locate(script, stack))
+    {
+        Some(place) => format!("{} (at {place})", error.message),
+        None => error.message.clone(),
+    }
+}
+
+/// The first `file:line:column` of `script` in a QuickJS stack.
+fn locate<'a>(script: &str, stack: &'a str) -> Option<&'a str> {
+    stack.lines().find_map(|line| {
+        let start = line.find(script)?;
+        let place = &line[start..];
+        let place = place.split(')').next().unwrap_or(place).trim_end();
+        place[script.len()..].starts_with(':').then_some(place)
+    })
 }
 
 fn trap_load_error(store: &Store<HostState>, doing: &str, e: wasmtime::Error) -> LoadError {
@@ -114,7 +137,11 @@ fn log_guest_output(store: &Store<HostState>) {
     let out = store.data().output.contents();
     if !out.is_empty() {
         let script = &*store.data().script;
-        tracing::error!(script, "guest output: {}", String::from_utf8_lossy(&out).trim_end());
+        tracing::error!(
+            script,
+            "guest output: {}",
+            String::from_utf8_lossy(&out).trim_end()
+        );
     }
 }
 
@@ -221,5 +248,29 @@ fn handle(
             *slot = None;
             Err(CallError::Trap(root_cause(&trap)))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_located_in_the_script() {
+        let e = ScriptError {
+            message: "Error: bad".into(),
+            stack: Some("    at registerRoute (<input>:40:7)\n    at init (chat.js:3:20)\n    at <eval> (chat.js:9:1)\n".into()),
+        };
+        assert_eq!(describe("chat.js", &e), "Error: bad (at chat.js:3:20)");
+        let e = ScriptError {
+            message: "SyntaxError: x".into(),
+            stack: Some("    at x.js:2:5\n".into()),
+        };
+        assert_eq!(describe("x.js", &e), "SyntaxError: x (at x.js:2:5)");
+        let e = ScriptError {
+            message: "Error: y".into(),
+            stack: None,
+        };
+        assert_eq!(describe("x.js", &e), "Error: y");
     }
 }

@@ -111,7 +111,10 @@ mod tests {
 
     #[test]
     fn frames_carry_id_and_data() {
-        assert_eq!(&encode_frame(7, "{\"a\":1}")[..], b"id: 7\ndata: {\"a\":1}\n\n");
+        assert_eq!(
+            &encode_frame(7, "{\"a\":1}")[..],
+            b"id: 7\ndata: {\"a\":1}\n\n"
+        );
         assert_eq!(&encode_frame(1, "a\nb")[..], b"id: 1\ndata: a\ndata: b\n\n");
     }
 
@@ -132,7 +135,10 @@ mod tests {
         drop(b);
         assert_eq!(hub.subscriber_count("/s"), 1);
         hub.retain(|_| false);
-        assert!(a.next().await.is_none(), "removing the stream ends subscriptions");
+        assert!(
+            a.next().await.is_none(),
+            "removing the stream ends subscriptions"
+        );
     }
 
     #[tokio::test]

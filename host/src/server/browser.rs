@@ -22,9 +22,15 @@ pub fn routes(
         .and(warp::get().or(warp::head()).unify())
         .and(app)
         .map(|app: Arc<App>| {
-            let mut res = Response::new(serde_json::to_vec_pretty(&snapshot(&app)).unwrap_or_default().into());
-            res.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            let mut res = Response::new(
+                serde_json::to_vec_pretty(&snapshot(&app))
+                    .unwrap_or_default()
+                    .into(),
+            );
+            res.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
             res
         });
     page.or(json).unify()
@@ -116,7 +122,9 @@ fn html_page(snapshot: &Value) -> Response {
     ));
     let scripts = snapshot["scripts"].as_array().cloned().unwrap_or_default();
     if scripts.is_empty() {
-        body.push_str("<p>No scripts are loaded. Drop a <code>*.js</code> file into the scripts folder.</p>");
+        body.push_str(
+            "<p>No scripts are loaded. Drop a <code>*.js</code> file into the scripts folder.</p>",
+        );
     }
     for s in scripts {
         let status = s["status"].as_str().unwrap_or("");
@@ -131,13 +139,20 @@ fn html_page(snapshot: &Value) -> Response {
             body.push_str(&format!(
                 "<p class=\"error\">load failed at {}{}</p><pre>{}</pre>",
                 esc(s["error"]["since"].as_str().unwrap_or("")),
-                if s["serving"] == true { "; the previous version keeps serving" } else { "" },
+                if s["serving"] == true {
+                    "; the previous version keeps serving"
+                } else {
+                    ""
+                },
                 esc(msg)
             ));
         }
         body.push_str("<table><tr><th>method</th><th>path</th><th></th></tr>");
         for r in s["routes"].as_array().into_iter().flatten() {
-            let (method, path) = (r["method"].as_str().unwrap_or(""), r["path"].as_str().unwrap_or(""));
+            let (method, path) = (
+                r["method"].as_str().unwrap_or(""),
+                r["path"].as_str().unwrap_or(""),
+            );
             let shown = if method == "GET" && !path.contains([':', '*']) {
                 format!("<a href=\"{0}\">{0}</a>", esc(path))
             } else {
@@ -145,14 +160,27 @@ fn html_page(snapshot: &Value) -> Response {
             };
             let note = r["conflictsWith"]
                 .as_str()
-                .map(|o| format!("<span class=\"conflict\">conflict: served by {}</span>", esc(o)))
+                .map(|o| {
+                    format!(
+                        "<span class=\"conflict\">conflict: served by {}</span>",
+                        esc(o)
+                    )
+                })
                 .unwrap_or_default();
-            body.push_str(&format!("<tr><td>{}</td><td>{shown}</td><td>{note}</td></tr>", esc(method)));
+            body.push_str(&format!(
+                "<tr><td>{}</td><td>{shown}</td><td>{note}</td></tr>",
+                esc(method)
+            ));
         }
         for st in s["streams"].as_array().into_iter().flatten() {
             let note = st["conflictsWith"]
                 .as_str()
-                .map(|o| format!("<span class=\"conflict\">conflict: served by {}</span>", esc(o)))
+                .map(|o| {
+                    format!(
+                        "<span class=\"conflict\">conflict: served by {}</span>",
+                        esc(o)
+                    )
+                })
                 .unwrap_or_else(|| format!("{} subscribers", st["subscribers"]));
             body.push_str(&format!(
                 "<tr><td>STREAM</td><td>{}</td><td>{note}</td></tr>",
@@ -163,7 +191,9 @@ fn html_page(snapshot: &Value) -> Response {
     }
     body.push_str("</body></html>");
     let mut res = Response::new(body.into());
-    res.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     res
 }

@@ -37,9 +37,11 @@ pub async fn handle(
         }
     }
 
-    let route = entry
-        .method(&method_name)
-        .or_else(|| (method_name == "HEAD").then(|| entry.method("GET")).flatten());
+    let route = entry.method(&method_name).or_else(|| {
+        (method_name == "HEAD")
+            .then(|| entry.method("GET"))
+            .flatten()
+    });
     let Some(route) = route else {
         let mut res = reply::text(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -56,7 +58,10 @@ pub async fn handle(
         Err(res) => return res,
     };
     let Ok(body) = String::from_utf8(body.to_vec()) else {
-        return reply::text(StatusCode::BAD_REQUEST, "the request body is not valid UTF-8\n");
+        return reply::text(
+            StatusCode::BAD_REQUEST,
+            "the request body is not valid UTF-8\n",
+        );
     };
 
     let request = Request {
@@ -151,7 +156,10 @@ async fn read_body(
     let mut buf = BytesMut::with_capacity(declared.unwrap_or(0) as usize);
     while let Some(chunk) = body.next().await {
         let mut chunk = chunk.map_err(|e| {
-            reply::text(StatusCode::BAD_REQUEST, format!("could not read the request body: {e}\n"))
+            reply::text(
+                StatusCode::BAD_REQUEST,
+                format!("could not read the request body: {e}\n"),
+            )
         })?;
         if buf.len() + chunk.remaining() > limit {
             return Err(too_large());
@@ -168,18 +176,27 @@ async fn read_body(
 
 /// Headers the server computes itself; a script's values would only corrupt framing.
 fn is_framing_header(name: &HeaderName) -> bool {
-    name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING || name == header::CONNECTION
+    name == header::CONTENT_LENGTH
+        || name == header::TRANSFER_ENCODING
+        || name == header::CONNECTION
 }
 
 fn to_http(script: &str, response: crate::bindings::Response, head: bool) -> Response {
     let Ok(status) = StatusCode::from_u16(response.status) else {
         return reply::text(
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!("script {script} returned an invalid status {}\n", response.status),
+            format!(
+                "script {script} returned an invalid status {}\n",
+                response.status
+            ),
         );
     };
     let body_len = response.body.len();
-    let mut res = Response::new(if head { Bytes::new().into() } else { response.body.into() });
+    let mut res = Response::new(if head {
+        Bytes::new().into()
+    } else {
+        response.body.into()
+    });
     *res.status_mut() = status;
     for (name, value) in response.headers {
         let parsed = (
@@ -198,7 +215,8 @@ fn to_http(script: &str, response: crate::bindings::Response, head: bool) -> Res
         }
     }
     if head {
-        res.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(body_len));
+        res.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(body_len));
     }
     res
 }
@@ -206,7 +224,10 @@ fn to_http(script: &str, response: crate::bindings::Response, head: bool) -> Res
 /// `text/*` without a charset is sent as UTF-8, and says so.
 fn with_charset(name: &str, value: String) -> String {
     let is_text = value.len() >= 5 && value[..5].eq_ignore_ascii_case("text/");
-    if name.eq_ignore_ascii_case("content-type") && is_text && !value.to_ascii_lowercase().contains("charset") {
+    if name.eq_ignore_ascii_case("content-type")
+        && is_text
+        && !value.to_ascii_lowercase().contains("charset")
+    {
         format!("{value}; charset=utf-8")
     } else {
         value
@@ -219,9 +240,18 @@ mod tests {
 
     #[test]
     fn charset_is_added_to_text_types_only() {
-        assert_eq!(with_charset("Content-Type", "text/html".into()), "text/html; charset=utf-8");
-        assert_eq!(with_charset("content-type", "text/plain; charset=latin1".into()), "text/plain; charset=latin1");
-        assert_eq!(with_charset("content-type", "application/json".into()), "application/json");
+        assert_eq!(
+            with_charset("Content-Type", "text/html".into()),
+            "text/html; charset=utf-8"
+        );
+        assert_eq!(
+            with_charset("content-type", "text/plain; charset=latin1".into()),
+            "text/plain; charset=latin1"
+        );
+        assert_eq!(
+            with_charset("content-type", "application/json".into()),
+            "application/json"
+        );
         assert_eq!(with_charset("x-note", "text/html".into()), "text/html");
     }
 

@@ -22,13 +22,14 @@ pub fn text(status: StatusCode, body: impl Into<String>) -> Response {
 pub fn call_error(script: &str, route: &str, error: CallError) -> Response {
     match error {
         CallError::Exception(e) => {
+            let message = crate::script::describe(script, &e);
             match &e.stack {
-                Some(stack) => tracing::error!(script, route, "handler threw {}\n{stack}", e.message),
-                None => tracing::error!(script, route, "handler threw {}", e.message),
+                Some(stack) => tracing::error!(script, route, "handler threw {message}\n{stack}"),
+                None => tracing::error!(script, route, "handler threw {message}"),
             }
             text(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                format!("script {script} failed: {}\n", e.message),
+                format!("script {script} failed: {message}\n"),
             )
         }
         CallError::Trap(why) => text(

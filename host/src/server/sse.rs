@@ -17,7 +17,10 @@ const PREAMBLE: &[u8] = b"retry: 2000\n\n";
 
 pub fn subscribe(app: &App, stream: &StreamRoute, head: bool) -> Response {
     let Some(frames) = app.hub.subscribe(&stream.path) else {
-        return reply::text(StatusCode::NOT_FOUND, format!("no stream at {}\n", stream.path));
+        return reply::text(
+            StatusCode::NOT_FOUND,
+            format!("no stream at {}\n", stream.path),
+        );
     };
     tracing::debug!(stream = %stream.path, script = %stream.script.name, "subscriber connected");
     let mut res = if head {
@@ -29,7 +32,10 @@ pub fn subscribe(app: &App, stream: &StreamRoute, head: bool) -> Response {
         warp::reply::stream(sync_wrapper::SyncStream::new(body)).into_response()
     };
     let headers = res.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     res

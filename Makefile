@@ -1,0 +1,40 @@
+# aiwebengine — the two commands a user needs are `make run` and `make test`.
+SHELL := /bin/bash
+CARGO ?= cargo
+WASI_SDK_DIR := $(CURDIR)/target/wasi-sdk
+GUEST_WASM := host/guest/aiwebengine_guest.wasm
+GUEST_BUILT := target/wasm32-wasip2/guest/guest_runtime.wasm
+LISTEN ?= 127.0.0.1:8080
+
+.PHONY: run test guest guest-deps lint unit browser bench clean-cache
+
+## run: serve scripts/ on http://$(LISTEN) (hot reload on)
+run:
+	$(CARGO) run --release -p aiwebengine -- serve --scripts scripts --listen $(LISTEN)
+
+## guest-deps: what building the guest needs (Debian clang/lld/llvm 19, wasi-libc, the wasm target)
+guest-deps:
+	rustup target add wasm32-wasip2
+	tools/wasi-sdk.sh $(WASI_SDK_DIR) >/dev/null
+
+## guest: rebuild the guest runtime wasm from guest-runtime/ and wit/
+guest: guest-deps
+	WASI_SDK=$(WASI_SDK_DIR) $(CARGO) build -p guest-runtime --target wasm32-wasip2 --profile guest
+	cp $(GUEST_BUILT) $(GUEST_WASM)
+
+## lint: formatting and clippy for the host and the guest
+lint: guest-deps
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --exclude guest-runtime --all-targets -- -D warnings
+	WASI_SDK=$(WASI_SDK_DIR) $(CARGO) clippy -p guest-runtime --target wasm32-wasip2 --profile guest -- -D warnings
+
+## unit + end-to-end tests against the freshly built guest
+unit:
+	$(CARGO) test --workspace --exclude guest-runtime
+
+## test: everything CI runs
+test: guest lint unit
+
+## bench: the benchmark suite (see bench/README.md)
+bench:
+	bench/run.sh

@@ -1,0 +1,238 @@
+//! The request/response contract of DESIGN.md, end to end.
+
+mod common;
+
+use common::{fixture, JsonValue, TestServer};
+
+async fn api_server() -> TestServer {
+    TestServer::start(&[("api.js", &fixture("api.js"))]).await
+}
+
+#[tokio::test]
+async fn params_query_path_and_method() {
+    let server = api_server().await;
+    let res = server
+        .get("/users/42/files/a/b%20c.txt?x=1&y=h%C3%A9&x=2")
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "application/json");
+    let v = res.json_value().await;
+    assert_eq!(v["params"]["id"], "42");
+    assert_eq!(v["params"]["rest"], "a/b c.txt");
+    assert_eq!(v["query"]["y"], "hé");
+    assert_eq!(v["query"]["x"], "2", "the last repeated key wins");
+    assert_eq!(v["path"], "/users/42/files/a/b c.txt");
+    assert_eq!(v["method"], "GET", "lower-case registration matches GET");
+    // Same shape, other method, other parameter names.
+    let v = server
+        .post("/users/ann/files/x/y", "")
+        .await
+        .json_value()
+        .await;
+    assert_eq!(
+        (v["who"].as_str(), v["file"].as_str()),
+        (Some("ann"), Some("x/y"))
+    );
+    // A static segment beats a parameter.
+    assert_eq!(
+        server.get_text("/users/me").await,
+        (200, "static beats param".into())
+    );
+}
+
+#[tokio::test]
+async fn headers_in_and_out() {
+    let server = api_server().await;
+    let res = server
+        .client
+        .get(server.url("/headers"))
+        .header("X-Custom", "v1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-echo"], "v1");
+    let v = res.json_value().await;
+    assert_eq!(v["custom"], "v1");
+    assert_eq!(v["host"], "string");
+}
+
+#[tokio::test]
+async fn handler_by_global_name() {
+    let server = api_server().await;
+    assert_eq!(
+        server.get_text("/by-name").await,
+        (200, "found by name".into())
+    );
+}
+
+#[tokio::test]
+async fn object_body_becomes_json() {
+    let server = api_server().await;
+    let res = server.get("/object").await;
+    assert_eq!(res.status(), 201);
+    assert_eq!(res.headers()["content-type"], "application/json");
+    assert_eq!(res.text().await.unwrap(), r#"{"ok":true,"list":[1,2]}"#);
+}
+
+#[tokio::test]
+async fn async_handlers_are_awaited() {
+    let server = api_server().await;
+    assert_eq!(
+        server.get_text("/async").await,
+        (200, r#"{"value":42}"#.into())
+    );
+    let (status, body) = server.get_text("/async-throws").await;
+    assert_eq!(status, 500);
+    assert!(
+        body.contains("api.js") && body.contains("RangeError: async nope"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_throwing_handler_gives_500_naming_script_and_error() {
+    let server = api_server().await;
+    let (status, body) = server.get_text("/throws").await;
+    assert_eq!(status, 500);
+    assert!(body.contains("api.js"), "{body}");
+    assert!(body.contains("TypeError: nope from handler"), "{body}");
+    let (status, body) = server.get_text("/throws-string").await;
+    assert_eq!(status, 500);
+    assert!(body.contains("a bare string"), "{body}");
+    // The script keeps serving.
+    assert_eq!(server.get_text("/by-name").await.0, 200);
+}
+
+#[tokio::test]
+async fn globals_persist_between_requests() {
+    let server = api_server().await;
+    for expected in 1..=5 {
+        assert_eq!(server.get_text("/count").await, (200, expected.to_string()));
+    }
+}
+
+#[tokio::test]
+async fn non_ascii_bodies_are_byte_exact() {
+    let server = api_server().await;
+    let res = server.get("/unicode").await;
+    assert_eq!(res.headers()["content-type"], "text/html; charset=utf-8");
+    assert_eq!(
+        res.bytes().await.unwrap().as_ref(),
+        "<p>héllo wörld — 日本語 — 📬</p>".as_bytes()
+    );
+    let sent = "ünïcödé ✓ 𝄞 \u{2028} end";
+    let res = server.post("/echo", sent).await;
+    assert_eq!(res.headers()["content-type"], "text/plain; charset=utf-8");
+    assert_eq!(res.bytes().await.unwrap().as_ref(), sent.as_bytes());
+}
+
+#[tokio::test]
+async fn binary_bodies_pass_through() {
+    let server = api_server().await;
+    let res = server.get("/bytes").await;
+    assert_eq!(res.headers()["content-type"], "application/octet-stream");
+    assert_eq!(res.bytes().await.unwrap().as_ref(), &[0u8, 1, 2, 255]);
+}
+
+#[tokio::test]
+async fn invalid_utf8_body_is_a_400() {
+    let server = api_server().await;
+    let (status, body) = server.post_text("/echo", vec![0x66u8, 0xff, 0xfe]).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("UTF-8"), "{body}");
+}
+
+#[tokio::test]
+async fn oversized_body_is_a_413() {
+    let server = TestServer::start_with(&[("api.js", &fixture("api.js"))], |s| {
+        s.max_body_bytes = 1000
+    })
+    .await;
+    assert_eq!(server.post_text("/echo", "x".repeat(1000)).await.0, 200);
+    assert_eq!(server.post_text("/echo", "x".repeat(1001)).await.0, 413);
+    // Without Content-Length (chunked), the limit still holds.
+    let chunks =
+        futures_util::stream::iter((0..20).map(|_| Ok::<_, std::io::Error>("y".repeat(100))));
+    let res = server
+        .client
+        .post(server.url("/echo"))
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 413);
+}
+
+#[tokio::test]
+async fn unknown_path_404_wrong_method_405_with_allow() {
+    let server = api_server().await;
+    assert_eq!(server.get_text("/nope").await.0, 404);
+    let res = server
+        .client
+        .put(server.url("/users/42"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 405);
+    assert_eq!(res.headers()["allow"], "DELETE");
+    let res = server
+        .client
+        .delete(server.url("/users/42"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    let res = server.client.put(server.url("/echo")).send().await.unwrap();
+    assert_eq!(res.status(), 405);
+    assert_eq!(res.headers()["allow"], "POST");
+}
+
+#[tokio::test]
+async fn head_is_answered_by_get_routes() {
+    let server = api_server().await;
+    let res = server
+        .client
+        .head(server.url("/unicode"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.headers()["content-length"],
+        "<p>héllo wörld — 日本語 — 📬</p>".len().to_string()
+    );
+    assert!(res.bytes().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn bad_responses_are_500s_not_crashes() {
+    let server = api_server().await;
+    let (status, body) = server.get_text("/nothing").await;
+    assert_eq!(status, 500);
+    assert!(body.contains("returned nothing"), "{body}");
+    let (status, body) = server.get_text("/bad-status").await;
+    assert_eq!(status, 500);
+    assert!(body.contains("status"), "{body}");
+}
+
+#[tokio::test]
+async fn routes_cannot_be_registered_from_a_handler() {
+    let server = api_server().await;
+    let (status, body) = server.get_text("/late-register").await;
+    assert_eq!(status, 500);
+    assert!(
+        body.contains("only be called while the script loads"),
+        "{body}"
+    );
+    assert_eq!(server.get_text("/sneaky").await.0, 404);
+}
+
+#[tokio::test]
+async fn the_sandbox_exposes_no_host_capabilities() {
+    let server = TestServer::start(&[("sandbox_probe.js", &fixture("sandbox_probe.js"))]).await;
+    let v = server.get("/probe").await.json_value().await;
+    assert_eq!(v["visible"], serde_json::json!([]), "{v}");
+    assert_eq!(v["dynamicImport"], "refused");
+    assert_eq!(v["hasMathRandom"], true);
+    assert_eq!(v["hasDate"], true);
+}
