@@ -48,6 +48,9 @@ pub struct ServeArgs {
     /// Compile the sandbox at every start instead of caching it.
     #[arg(long)]
     pub no_cache: bool,
+    /// Do not watch the scripts folder (no hot reload).
+    #[arg(long)]
+    pub no_watch: bool,
 }
 
 impl ServeArgs {
@@ -56,6 +59,7 @@ impl ServeArgs {
         s.max_body_bytes = self.max_body_bytes;
         s.queue_depth = self.queue_depth;
         s.stream_buffer = self.stream_buffer;
+        s.watch = !self.no_watch;
         if self.no_cache {
             s.cache_dir = None;
         } else if let Some(dir) = &self.cache_dir {

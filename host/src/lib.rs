@@ -11,6 +11,7 @@
 //! - `route_path` `/users/:id/*rest` → router patterns
 //! - `registry`   the route table built from loaded scripts (conflicts, lookups)
 //! - `streams`    the SSE hub: per-stream broadcast, frames encoded once
+//! - `watcher`    hot reload: folder events → `App::reconcile`
 //! - `server`     warp: dispatch to scripts, SSE responses, route browser, errors
 
 pub mod app;
@@ -23,6 +24,7 @@ pub mod route_path;
 pub mod script;
 pub mod server;
 pub mod streams;
+pub mod watcher;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -32,21 +34,42 @@ use tokio::net::TcpListener;
 
 pub use app::{App, Settings};
 
+/// A running engine: the app, and the watch that keeps hot reload going.
+pub struct Engine {
+    pub app: Arc<App>,
+    _watch: Option<watcher::Watch>,
+}
+
+/// Loads the scripts of `settings` and starts watching them (unless turned off).
+pub async fn load(settings: Settings) -> Result<Engine> {
+    let app = App::new(settings)?;
+    // Watch first, so that no change made while loading goes unseen.
+    let watch = match app.settings.watch {
+        true => Some(watcher::start(app.clone())?),
+        false => None,
+    };
+    app.load_all().await?;
+    Ok(Engine { app, _watch: watch })
+}
+
 /// Loads the scripts of `settings` and serves them on `listener` until `shutdown`.
 pub async fn run(
     listener: TcpListener,
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let app = App::new(settings)?;
-    app.load_all().await?;
-    server::run(listener, app, shutdown).await
+    let engine = load(settings).await?;
+    server::run(listener, engine.app.clone(), shutdown).await
 }
 
-/// Starts an engine on `listener` for tests and benchmarks; returns the app.
-pub async fn start(listener: TcpListener, settings: Settings) -> Result<Arc<App>> {
-    let app = App::new(settings)?;
-    app.load_all().await?;
-    tokio::spawn(server::run(listener, app.clone(), std::future::pending()));
-    Ok(app)
+/// Starts an engine on `listener` in the background, for tests and benchmarks.
+/// The server task lives as long as the tokio runtime; the watch as long as the `Engine`.
+pub async fn start(listener: TcpListener, settings: Settings) -> Result<Engine> {
+    let engine = load(settings).await?;
+    tokio::spawn(server::run(
+        listener,
+        engine.app.clone(),
+        std::future::pending(),
+    ));
+    Ok(engine)
 }

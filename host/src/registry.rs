@@ -155,6 +155,13 @@ impl RouteTable {
         table
     }
 
+    /// Every stream path in the table.
+    pub fn stream_paths(&self) -> impl Iterator<Item = &str> {
+        self.entries
+            .iter()
+            .filter_map(|e| e.stream.as_ref().map(|s| s.path.as_str()))
+    }
+
     pub fn lookup<'a>(&'a self, path: &'a str) -> Option<Found<'a>> {
         let m = self.router.at(path).ok()?;
         Some(Found {

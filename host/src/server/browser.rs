@@ -92,6 +92,7 @@ pub fn snapshot(app: &App) -> Value {
                 "name": view.name,
                 "status": status,
                 "serving": view.live.is_some(),
+                "version": view.version,
                 "loadedAt": view.live.as_ref().map(|l| time(l.loaded_at)),
                 "error": view.error.as_ref().map(|(e, since)| json!({
                     "message": e.message,
@@ -133,7 +134,11 @@ fn html_page(snapshot: &Value) -> Response {
             esc(s["name"].as_str().unwrap_or(""))
         ));
         if let Some(loaded) = s["loadedAt"].as_str() {
-            body.push_str(&format!("<p>loaded {}</p>", esc(loaded)));
+            body.push_str(&format!(
+                "<p>version {} loaded {}</p>",
+                s["version"],
+                esc(loaded)
+            ));
         }
         if let Some(msg) = s["error"]["message"].as_str() {
             body.push_str(&format!(

@@ -3,10 +3,9 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
-use aiwebengine::{App, Settings};
+use aiwebengine::Settings;
 use bytes::BytesMut;
 use futures_util::StreamExt;
 
@@ -15,7 +14,7 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 pub struct TestServer {
     pub base: String,
     pub dir: tempfile::TempDir,
-    pub app: Arc<App>,
+    pub engine: aiwebengine::Engine,
     pub client: reqwest::Client,
 }
 
@@ -59,13 +58,18 @@ impl TestServer {
         tweak(&mut settings);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let app = aiwebengine::start(listener, settings).await.unwrap();
+        let engine = aiwebengine::start(listener, settings).await.unwrap();
         TestServer {
             base,
             dir,
-            app,
+            engine,
             client: reqwest::Client::builder().timeout(TIMEOUT).build().unwrap(),
         }
+    }
+
+    /// Writes a file into the watched scripts folder.
+    pub fn write(&self, name: &str, source: &str) {
+        std::fs::write(self.dir.path().join(name), source).unwrap();
     }
 
     pub fn url(&self, path: &str) -> String {
