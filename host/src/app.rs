@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
 
 use crate::engine::WasmEngine;
+use crate::limits::Limits;
 use crate::registry::{Conflict, RouteTable};
 use crate::script::{LoadError, LoadedScript};
 use crate::streams::Hub;
@@ -30,6 +31,8 @@ pub struct Settings {
     pub cache_dir: Option<PathBuf>,
     /// Follow changes to the scripts folder (hot reload).
     pub watch: bool,
+    /// Fuel, time and memory for each guest call.
+    pub limits: Limits,
 }
 
 impl Settings {
@@ -41,6 +44,7 @@ impl Settings {
             stream_buffer: 1024,
             cache_dir: crate::engine::default_cache_dir(),
             watch: true,
+            limits: Limits::default(),
         }
     }
 }
@@ -85,7 +89,7 @@ struct Candidate {
 
 impl App {
     pub fn new(settings: Settings) -> Result<Arc<App>> {
-        let wasm = WasmEngine::new(settings.cache_dir.as_deref())?;
+        let wasm = WasmEngine::new(settings.cache_dir.as_deref(), settings.limits)?;
         let hub = Arc::new(Hub::new(settings.stream_buffer));
         Ok(Arc::new(App {
             settings,

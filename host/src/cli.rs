@@ -2,10 +2,12 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::app::Settings;
+use crate::limits::Limits;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -51,6 +53,16 @@ pub struct ServeArgs {
     /// Do not watch the scripts folder (no hot reload).
     #[arg(long)]
     pub no_watch: bool,
+    /// CPU budget per call (handler, timer callback, script load) in fuel units,
+    /// about one per wasm instruction; 0 turns fuel metering off.
+    #[arg(long, default_value_t = Limits::default().fuel)]
+    pub fuel: u64,
+    /// Wall-clock limit per call, in milliseconds.
+    #[arg(long, default_value_t = Limits::default().timeout.as_millis() as u64)]
+    pub timeout_ms: u64,
+    /// Memory cap per script instance, in MiB.
+    #[arg(long, default_value_t = Limits::default().memory_bytes >> 20)]
+    pub memory_mb: usize,
 }
 
 impl ServeArgs {
@@ -60,6 +72,11 @@ impl ServeArgs {
         s.queue_depth = self.queue_depth;
         s.stream_buffer = self.stream_buffer;
         s.watch = !self.no_watch;
+        s.limits = Limits {
+            fuel: self.fuel,
+            timeout: Duration::from_millis(self.timeout_ms.max(1)),
+            memory_bytes: self.memory_mb.max(1) << 20,
+        };
         if self.no_cache {
             s.cache_dir = None;
         } else if let Some(dir) = &self.cache_dir {

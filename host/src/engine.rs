@@ -1,5 +1,5 @@
 //! The one place that narrows wasmtime's flexibility: the `Engine` and its
-//! configuration, the guest component (compiled once per process and cached on
+//! configuration (fuel, epoch interruption and its ticker thread), the guest component (compiled once per process and cached on
 //! disk), and the `Linker` with the only imports a script gets: our WIT `host`
 //! interface and WASI with an empty context (no files, env, args or sockets;
 //! clocks and randomness work).
@@ -16,6 +16,7 @@ use wasmtime::{Config, Engine};
 
 use crate::bindings::ScriptPre;
 use crate::host_state::HostState;
+use crate::limits::{Limits, EPOCH_TICK};
 
 /// The guest runtime, built by `make guest` from `guest-runtime/`.
 pub static GUEST_WASM: &[u8] = include_bytes!("../guest/aiwebengine_guest.wasm");
@@ -25,20 +26,40 @@ pub static GUEST_WASM: &[u8] = include_bytes!("../guest/aiwebengine_guest.wasm")
 pub struct WasmEngine {
     pub engine: Engine,
     pub pre: Arc<ScriptPre<HostState>>,
+    pub limits: Limits,
 }
 
-fn config() -> Config {
+fn config(fuel: bool) -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+    config.consume_fuel(fuel);
+    config.epoch_interruption(true);
     config
+}
+
+/// Advances the engine's epoch every `EPOCH_TICK` until the engine is dropped;
+/// calls past their deadline trap at their next loop back-edge or call.
+fn start_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("epoch ticker".into())
+        .spawn(move || loop {
+            std::thread::sleep(EPOCH_TICK);
+            match weak.upgrade() {
+                Some(engine) => engine.increment_epoch(),
+                None => return,
+            }
+        })
+        .expect("starting the epoch ticker thread");
 }
 
 impl WasmEngine {
     /// Builds the engine and loads the guest, from `cache_dir` when it holds a
     /// compiled copy made by this very wasmtime for this very wasm.
-    pub fn new(cache_dir: Option<&Path>) -> Result<Self> {
-        let engine = Engine::new(&config()).context("configuring wasmtime")?;
+    pub fn new(cache_dir: Option<&Path>, limits: Limits) -> Result<Self> {
+        let engine = Engine::new(&config(limits.fuel > 0)).context("configuring wasmtime")?;
+        start_epoch_ticker(&engine);
         let component = load_component(&engine, GUEST_WASM, cache_dir)?;
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).context("linking WASI")?;
@@ -51,6 +72,7 @@ impl WasmEngine {
         Ok(WasmEngine {
             engine,
             pre: Arc::new(pre),
+            limits,
         })
     }
 }

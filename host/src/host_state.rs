@@ -7,6 +7,7 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::{aiwebengine::script::host::Host, LogLevel};
+use crate::limits::MemoryCap;
 use crate::route_path::RoutePath;
 use crate::streams::Hub;
 
@@ -37,10 +38,11 @@ pub struct HostState {
     pub script: Arc<str>,
     pub hub: Arc<Hub>,
     pub registrations: Registrations,
+    pub memory: MemoryCap,
 }
 
 impl HostState {
-    pub fn new(script: Arc<str>, hub: Arc<Hub>) -> Self {
+    pub fn new(script: Arc<str>, hub: Arc<Hub>, memory_bytes: usize) -> Self {
         let output = MemoryOutputPipe::new(GUEST_OUTPUT_CAPACITY);
         let wasi = WasiCtx::builder()
             .stdout(output.clone())
@@ -53,6 +55,10 @@ impl HostState {
             script,
             hub,
             registrations: Registrations::default(),
+            memory: MemoryCap {
+                bytes: memory_bytes,
+                exceeded: false,
+            },
         }
     }
 }

@@ -7,6 +7,7 @@
 //! - `engine`     wasmtime: engine config, the compiled guest (cached), the linker
 //! - `bindings`   the one `bindgen!` of `wit/aiwebengine.wit`
 //! - `host_state` a script's `Store` data and the WIT `host` functions it calls
+//! - `limits`     fuel, deadline and memory cap per call; naming what tripped
 //! - `script`     a script's actor: the thread that owns its instance and queue
 //! - `route_path` `/users/:id/*rest` → router patterns
 //! - `registry`   the route table built from loaded scripts (conflicts, lookups)
@@ -19,6 +20,7 @@ pub mod bindings;
 pub mod cli;
 pub mod engine;
 pub mod host_state;
+pub mod limits;
 pub mod registry;
 pub mod route_path;
 pub mod script;

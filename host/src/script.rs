@@ -9,15 +9,17 @@
 //! `try_send` and awaits a oneshot reply.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use tokio::sync::oneshot;
 use wasmtime::Store;
 
+use crate::bindings::exports::aiwebengine::script::guest::Guest;
 use crate::bindings::{Request, Response, Script, ScriptError};
 use crate::engine::WasmEngine;
 use crate::host_state::{HostState, Registrations};
+use crate::limits::{self, Limit};
 use crate::streams::Hub;
 
 /// Native stack for a script thread; wasm and QuickJS recursion have their own,
@@ -39,10 +41,14 @@ pub struct LoadError {
 pub enum CallError {
     #[error("{}", .0.message)]
     Exception(ScriptError),
+    #[error("exceeded {}", .0.describe())]
+    Limit(Limit),
     #[error("the script crashed: {0}")]
     Trap(String),
     #[error("too many requests are queued for this script")]
     Busy,
+    #[error("the script is restarting after repeated failures")]
+    Restarting(Duration),
     #[error("the script was unloaded")]
     Gone,
 }
@@ -77,15 +83,20 @@ struct Instance {
 }
 
 impl Recipe {
+    /// A fresh instance with the script loaded, under the same limits as a call.
     fn instantiate(&self) -> Result<Instance, LoadError> {
-        let state = HostState::new(self.name.clone(), self.hub.clone());
+        let limits = &self.engine.limits;
+        let state = HostState::new(self.name.clone(), self.hub.clone(), limits.memory_bytes);
         let mut store = Store::new(&self.engine.engine, state);
+        store.limiter(|state| &mut state.memory);
+        limits::arm(&mut store, limits);
         let bindings = self
             .engine
             .pre
             .instantiate(&mut store)
             .map_err(|e| trap_load_error(&store, "starting the sandbox", e))?;
         let guest = bindings.aiwebengine_script_guest();
+        limits::arm(&mut store, limits);
         match guest.call_load(&mut store, &self.name, &self.source) {
             Ok(Ok(())) => Ok(Instance { store, bindings }),
             Ok(Err(e)) => Err(LoadError {
@@ -122,8 +133,12 @@ fn locate<'a>(script: &str, stack: &'a str) -> Option<&'a str> {
 
 fn trap_load_error(store: &Store<HostState>, doing: &str, e: wasmtime::Error) -> LoadError {
     log_guest_output(store);
+    let message = match limits::classify(&e, store.data().memory.exceeded) {
+        Some(limit) => format!("the script exceeded {} while {doing}", limit.describe()),
+        None => format!("the sandbox failed while {doing}: {}", root_cause(&e)),
+    };
     LoadError {
-        message: format!("the sandbox failed while {doing}: {}", root_cause(&e)),
+        message,
         detail: Some(format!("{e:?}")),
     }
 }
@@ -207,46 +222,116 @@ impl LoadedScript {
     }
 }
 
+/// Consecutive failed calls after which restarts are spaced out.
+const BACKOFF_AFTER: u32 = 3;
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// The actor thread's state: the instance (none after a trap, until the next
+/// call needs one) and how often it has been failing.
+struct Actor {
+    recipe: Recipe,
+    instance: Option<Instance>,
+    failures: u32,
+    retry_at: Option<Instant>,
+}
+
 /// The actor loop: one job at a time until every sender is gone.
-fn run(recipe: Recipe, mut instance: Option<Instance>, jobs: Receiver<Job>) {
+fn run(recipe: Recipe, instance: Option<Instance>, jobs: Receiver<Job>) {
+    let mut actor = Actor {
+        recipe,
+        instance,
+        failures: 0,
+        retry_at: None,
+    };
     for job in jobs {
         match job {
             Job::Handle { request, reply } => {
                 if reply.is_closed() {
                     continue; // the client went away while this waited in the queue
                 }
-                let result = handle(&recipe, &mut instance, &request);
-                let _ = reply.send(result);
+                let result =
+                    actor.call("request", |guest, store| guest.call_handle(store, &request));
+                let _ = reply.send(result.and_then(|r| r.map_err(CallError::Exception)));
             }
         }
     }
-    tracing::debug!(script = %recipe.name, "script actor finished");
+    tracing::debug!(script = %actor.recipe.name, "script actor finished");
 }
 
-fn handle(
-    recipe: &Recipe,
-    slot: &mut Option<Instance>,
-    request: &Request,
-) -> Result<Response, CallError> {
-    if slot.is_none() {
-        tracing::info!(script = %recipe.name, "re-instantiating the script (its globals start fresh)");
-        *slot = Some(
-            recipe
-                .instantiate()
-                .map_err(|e| CallError::Trap(format!("could not restart the script: {e}")))?,
-        );
+impl Actor {
+    /// The live instance, re-created from the source if a trap threw it away;
+    /// after repeated failures, not before the backoff has passed.
+    fn instance(&mut self) -> Result<&mut Instance, CallError> {
+        if self.instance.is_none() {
+            if let Some(wait) = self
+                .retry_at
+                .and_then(|at| at.checked_duration_since(Instant::now()))
+            {
+                return Err(CallError::Restarting(wait));
+            }
+            tracing::info!(script = %self.recipe.name, "re-instantiating the script (its globals start fresh)");
+            match self.recipe.instantiate() {
+                Ok(instance) => self.instance = Some(instance),
+                Err(e) => {
+                    self.failed();
+                    return Err(CallError::Trap(format!(
+                        "could not restart the script: {e}"
+                    )));
+                }
+            }
+        }
+        Ok(self.instance.as_mut().expect("instance exists"))
     }
-    let instance = slot.as_mut().expect("instance was just created");
-    let guest = instance.bindings.aiwebengine_script_guest();
-    match guest.call_handle(&mut instance.store, request) {
-        Ok(Ok(response)) => Ok(response),
-        Ok(Err(error)) => Err(CallError::Exception(error)),
-        Err(trap) => {
-            // The instance may be corrupt mid-call: throw it away.
-            log_guest_output(&instance.store);
-            tracing::error!(script = %recipe.name, "script trapped: {trap:?}");
-            *slot = None;
-            Err(CallError::Trap(root_cause(&trap)))
+
+    fn failed(&mut self) {
+        self.failures += 1;
+        if self.failures >= BACKOFF_AFTER {
+            let wait = Duration::from_millis(100 << (self.failures - BACKOFF_AFTER).min(6))
+                .min(BACKOFF_MAX);
+            tracing::warn!(script = %self.recipe.name, failures = self.failures, "failing repeatedly; next restart in {wait:?}");
+            self.retry_at = Some(Instant::now() + wait);
+        }
+    }
+
+    /// Runs one guest call under the limits. A trap — a tripped limit or a
+    /// crash — throws the instance away, since it may be corrupt mid-call.
+    fn call<R>(
+        &mut self,
+        what: &str,
+        f: impl FnOnce(&Guest, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
+        let limits = self.recipe.engine.limits;
+        let instance = self.instance()?;
+        limits::arm(&mut instance.store, &limits);
+        let result = f(
+            instance.bindings.aiwebengine_script_guest(),
+            &mut instance.store,
+        );
+        let fuel_used = limits::fuel_used(&instance.store, &limits);
+        match result {
+            Ok(value) => {
+                self.failures = 0;
+                self.retry_at = None;
+                Ok(value)
+            }
+            Err(trap) => {
+                log_guest_output(&instance.store);
+                let limit = limits::classify(&trap, instance.store.data().memory.exceeded);
+                let script = &*self.recipe.name;
+                let error = match limit {
+                    Some(limit) => {
+                        tracing::warn!(script, call = what, limit = ?limit, fuel_used, "call stopped: exceeded {}", limit.describe());
+                        CallError::Limit(limit)
+                    }
+                    None => {
+                        tracing::error!(script, call = what, fuel_used, "script trapped: {trap:?}");
+                        CallError::Trap(root_cause(&trap))
+                    }
+                };
+                self.instance = None;
+                self.failed();
+                Err(error)
+            }
         }
     }
 }

@@ -5,6 +5,7 @@ use std::convert::Infallible;
 use warp::http::{header, HeaderValue, StatusCode};
 use warp::reply::Response;
 
+use crate::limits::Limit;
 use crate::script::CallError;
 
 /// A plain-text response.
@@ -31,6 +32,27 @@ pub fn call_error(script: &str, route: &str, error: CallError) -> Response {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("script {script} failed: {message}\n"),
             )
+        }
+        CallError::Limit(limit) => {
+            let status = match limit {
+                Limit::Time => StatusCode::GATEWAY_TIMEOUT,
+                _ => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            text(
+                status,
+                format!("script {script} exceeded {}\n", limit.describe()),
+            )
+        }
+        CallError::Restarting(wait) => {
+            let mut res = text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("script {script} is restarting after repeated failures; retry shortly\n"),
+            );
+            res.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(wait.as_secs().max(1)),
+            );
+            res
         }
         CallError::Trap(why) => text(
             StatusCode::INTERNAL_SERVER_ERROR,

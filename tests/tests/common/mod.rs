@@ -26,6 +26,15 @@ pub fn seed_script(name: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// Limits small enough for tests to trip quickly, big enough for the seeds.
+pub fn test_limits() -> aiwebengine::limits::Limits {
+    aiwebengine::limits::Limits {
+        fuel: 300_000_000,
+        timeout: Duration::from_secs(3),
+        memory_bytes: 48 << 20,
+    }
+}
+
 /// A fixture script from `tests/fixtures/`.
 pub fn fixture(name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -37,6 +46,7 @@ pub fn fixture(name: &str) -> String {
 pub fn settings(dir: &Path) -> Settings {
     let mut settings = Settings::new(dir);
     settings.cache_dir = Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("guest-cache"));
+    settings.limits = test_limits();
     settings
 }
 

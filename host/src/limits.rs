@@ -1,0 +1,128 @@
+//! Per-call limits on guest code — fuel (CPU), a wall-clock deadline (epochs)
+//! and a memory cap per instance — and telling which one stopped a call.
+
+use std::time::Duration;
+
+use wasmtime::{ResourceLimiter, Store, Trap};
+
+/// How often the epoch ticker advances; deadlines are counted in these ticks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Fuel per call (roughly wasm instructions); 0 turns fuel metering off.
+    pub fuel: u64,
+    /// Wall-clock time per call.
+    pub timeout: Duration,
+    /// Linear memory per instance, in bytes.
+    pub memory_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            fuel: 2_000_000_000,
+            timeout: Duration::from_secs(5),
+            memory_bytes: 128 << 20,
+        }
+    }
+}
+
+impl Limits {
+    fn deadline_ticks(&self) -> u64 {
+        (self.timeout.as_millis() as u64)
+            .div_ceil(EPOCH_TICK.as_millis() as u64)
+            .max(1)
+    }
+}
+
+/// The limit a call ran into.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limit {
+    Cpu,
+    Time,
+    Memory,
+    Stack,
+}
+
+impl Limit {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Limit::Cpu => "its CPU budget",
+            Limit::Time => "its time limit",
+            Limit::Memory => "its memory limit",
+            Limit::Stack => "its stack limit",
+        }
+    }
+}
+
+/// The `ResourceLimiter` of one instance: refuses (and traps) growth past the cap
+/// and remembers that it did, so the trap can be named.
+pub struct MemoryCap {
+    pub bytes: usize,
+    pub exceeded: bool,
+}
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.bytes {
+            self.exceeded = true;
+            wasmtime::bail!("memory limit of {} bytes reached", self.bytes);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+
+    fn instances(&self) -> usize {
+        64
+    }
+
+    fn tables(&self) -> usize {
+        64
+    }
+
+    fn memories(&self) -> usize {
+        16
+    }
+}
+
+/// Arms `store` for one call: a fresh fuel budget and deadline.
+pub fn arm<T>(store: &mut Store<T>, limits: &Limits) {
+    if limits.fuel > 0 {
+        store
+            .set_fuel(limits.fuel)
+            .expect("fuel is enabled in the engine");
+    }
+    store.set_epoch_deadline(limits.deadline_ticks());
+}
+
+/// Fuel the last call used, when fuel is on.
+pub fn fuel_used<T>(store: &Store<T>, limits: &Limits) -> Option<u64> {
+    (limits.fuel > 0).then(|| limits.fuel - store.get_fuel().unwrap_or(0))
+}
+
+/// Which limit, if any, caused `error`.
+pub fn classify(error: &wasmtime::Error, memory_exceeded: bool) -> Option<Limit> {
+    if memory_exceeded {
+        return Some(Limit::Memory);
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => Some(Limit::Cpu),
+        Some(Trap::Interrupt) => Some(Limit::Time),
+        Some(Trap::StackOverflow) => Some(Limit::Stack),
+        _ => None,
+    }
+}
