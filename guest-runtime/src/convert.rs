@@ -2,7 +2,7 @@
 
 use javy::quickjs::{Ctx, Error, Object, String as JsString, TypedArray, Value};
 
-use crate::exports::aiwebengine::script::guest::{Request, Response, ScriptError};
+use crate::aiwebengine::script::types::{Request, Response, ScriptError};
 
 fn pairs_to_object<'js>(cx: &Ctx<'js>, pairs: &[(String, String)]) -> Result<Object<'js>, Error> {
     let obj = Object::new(cx.clone())?;
@@ -56,13 +56,19 @@ pub fn response_from_js<'js>(cx: &Ctx<'js>, obj: Object<'js>) -> Result<Response
 
 /// The pending exception (or any other failure) as a script error.
 pub fn script_error(cx: &Ctx<'_>, err: Error) -> ScriptError {
-    if !err.is_exception() {
-        return ScriptError {
+    if err.is_exception() {
+        error_from_value(cx, cx.catch())
+    } else {
+        ScriptError {
             message: err.to_string(),
             stack: None,
-        };
+        }
     }
-    let thrown = cx.catch();
+}
+
+/// A thrown or rejected value as a script error: an Error's name, message and
+/// stack, or any other value shown as "Uncaught <value>".
+pub fn error_from_value<'js>(cx: &Ctx<'js>, thrown: Value<'js>) -> ScriptError {
     if let Some(exception) = thrown.as_exception() {
         let name: Option<String> = exception.get("name").ok();
         let message = exception.message().unwrap_or_default();

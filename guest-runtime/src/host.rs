@@ -3,7 +3,9 @@
 
 use std::cell::Cell;
 
-use javy::quickjs::{prelude::Func, Ctx, Exception, Object, Result};
+use javy::quickjs::{prelude::Func, Ctx, Exception, Object, Result, Value};
+
+use crate::convert;
 
 use crate::aiwebengine::script::host::{self, LogLevel};
 
@@ -65,5 +67,25 @@ pub fn register(cx: &Ctx<'_>) -> Result<()> {
             host::send_stream_message(path.as_deref(), &json).map_err(|m| refused(&cx, m))
         }),
     )?;
+    raw.set(
+        "setWakeup",
+        Func::from(|delay: Option<f64>| {
+            host::set_wakeup(delay.map(|d| d.clamp(0.0, u32::MAX as f64) as u32));
+        }),
+    )?;
+    raw.set("completeResponse", Func::from(complete_response))?;
+    raw.set("completeError", Func::from(complete_error))?;
     cx.globals().set("__aiwe_host", raw)
+}
+
+/// A deferred handler's Promise resolved to `response` (already normalised).
+fn complete_response<'js>(cx: Ctx<'js>, id: f64, response: Object<'js>) {
+    let result =
+        convert::response_from_js(&cx, response).map_err(|e| convert::script_error(&cx, e));
+    host::complete(id as u64, result.as_ref());
+}
+
+/// A deferred handler's Promise rejected with `error`.
+fn complete_error<'js>(cx: Ctx<'js>, id: f64, error: Value<'js>) {
+    host::complete(id as u64, Err(&convert::error_from_value(&cx, error)));
 }

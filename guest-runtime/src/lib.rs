@@ -17,14 +17,23 @@ wit_bindgen::generate!({
     path: "../wit",
 });
 
-use exports::aiwebengine::script::guest::{Guest, Request, Response, ScriptError};
-use javy::quickjs::{context::EvalOptions, Function, Object, Value};
+use aiwebengine::script::types::{Request, ScriptError};
+use exports::aiwebengine::script::guest::{Config, Guest, Handled};
+use javy::quickjs::{context::EvalOptions, promise::PromiseState, Function, Object, Value};
 
 struct Component;
 
 impl Guest for Component {
-    fn load(name: String, source: String) -> Result<(), ScriptError> {
+    fn load(name: String, source: String, config: Config) -> Result<(), ScriptError> {
         runtime::with(|cx| {
+            let configured = (|| {
+                let api: Object = cx.globals().get("__aiwe")?;
+                let configure: Function = api.get("configure")?;
+                let js_config = Object::new(cx.clone())?;
+                js_config.set("maxTimers", config.max_timers)?;
+                configure.call::<_, ()>((js_config,))
+            })();
+            configured.map_err(|e| convert::script_error(&cx, e))?;
             host::set_loading(true);
             let mut options = EvalOptions::default();
             options.global = true;
@@ -39,23 +48,59 @@ impl Guest for Component {
                 });
             host::set_loading(false);
             result.map_err(|e| convert::script_error(&cx, e))?;
-            runtime::run_jobs(&cx).map_err(|e| convert::script_error(&cx, e))
+            runtime::run_jobs(&cx);
+            Ok(())
         })
     }
 
-    fn handle(req: Request) -> Result<Response, ScriptError> {
+    fn handle(id: u64, req: Request) -> Handled {
         runtime::with(|cx| {
             let outcome = (|| {
                 let api: Object = cx.globals().get("__aiwe")?;
                 let dispatch: Function = api.get("dispatch")?;
-                let to_response: Function = api.get("toResponse")?;
                 let js_req = convert::request_to_js(&cx, &req)?;
                 let result: Value = dispatch.call((req.handler, js_req))?;
-                let result = runtime::settle(&cx, result)?;
+                runtime::run_jobs(&cx);
+                let result = match result.as_promise() {
+                    None => result,
+                    Some(promise) => match promise.state() {
+                        PromiseState::Resolved | PromiseState::Rejected => {
+                            promise.finish::<Value>()?
+                        }
+                        PromiseState::Pending => {
+                            let defer: Function = api.get("defer")?;
+                            defer.call::<_, ()>((id as f64, promise.clone()))?;
+                            return Ok(None);
+                        }
+                    },
+                };
+                let to_response: Function = api.get("toResponse")?;
                 let normalised: Object = to_response.call((result,))?;
-                convert::response_from_js(&cx, normalised)
+                convert::response_from_js(&cx, normalised).map(Some)
             })();
-            outcome.map_err(|e| convert::script_error(&cx, e))
+            match outcome {
+                Ok(Some(response)) => Handled::Done(response),
+                Ok(None) => Handled::Pending,
+                Err(e) => Handled::Failed(convert::script_error(&cx, e)),
+            }
+        })
+    }
+
+    fn run_timer() {
+        runtime::with(|cx| {
+            let run = (|| {
+                let api: Object = cx.globals().get("__aiwe")?;
+                let run_timer: Function = api.get("runTimer")?;
+                run_timer.call::<_, ()>(())
+            })();
+            if let Err(e) = run {
+                let e = convert::script_error(&cx, e);
+                aiwebengine::script::host::log(
+                    aiwebengine::script::host::LogLevel::Error,
+                    &format!("timer failed: {}", e.message),
+                );
+            }
+            runtime::run_jobs(&cx);
         })
     }
 }

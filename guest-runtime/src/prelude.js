@@ -141,10 +141,101 @@
     return { status, headers, body };
   }
 
-  const api = { dispatch, toResponse, checkHandlers };
+  // Timers. The host owns the clock: we tell it when the earliest timer is due
+  // (`setWakeup`) and it calls `runTimer` then, through the script's actor, so
+  // callbacks never overlap requests and run under the same limits.
+  const timers = new Map();
+  let nextTimerId = 1;
+  let maxTimers = 1000;
+  let wakeupDue; // the due time last told to the host
+
+  function schedule() {
+    let due = Infinity;
+    for (const t of timers.values()) if (t.due < due) due = t.due;
+    if (due === wakeupDue) return;
+    wakeupDue = due;
+    host.setWakeup(due === Infinity ? undefined : Math.max(0, Math.ceil(due - performance.now())));
+  }
+
+  // As Node does: not a number, below 1 or beyond a 32-bit int means 1 ms.
+  function delayOf(ms) {
+    const n = Number(ms);
+    return n >= 1 && n <= 2147483647 ? Math.trunc(n) : 1;
+  }
+
+  function addTimer(kind, callback, ms, args, repeat) {
+    if (typeof callback !== "function") {
+      throw new TypeError(`${kind}: callback must be a function, got ${describe(callback)}`);
+    }
+    if (timers.size >= maxTimers) {
+      throw new RangeError(`${kind}: too many timers (this script may have ${maxTimers} at once)`);
+    }
+    const id = nextTimerId++;
+    const delay = delayOf(ms);
+    timers.set(id, { id, callback, args, delay, repeat, due: performance.now() + delay });
+    schedule();
+    return id;
+  }
+
+  function clearTimer(id) {
+    if (timers.delete(Number(id))) schedule();
+  }
+
+  function runTimer() {
+    const now = performance.now();
+    let next;
+    for (const t of timers.values()) {
+      if (t.due <= now && (!next || t.due < next.due || (t.due === next.due && t.id < next.id))) next = t;
+    }
+    if (next) {
+      if (next.repeat) next.due = now + next.delay;
+      else timers.delete(next.id);
+      try {
+        next.callback(...next.args);
+      } catch (e) {
+        host.log("error", `timer callback threw: ${format(e)}`);
+      }
+    }
+    schedule();
+  }
+
+  function configure(config) {
+    maxTimers = config.maxTimers;
+  }
+
+  // A handler whose Promise is still pending answers when it settles.
+  function defer(id, promise) {
+    promise.then(
+      (result) => {
+        let response;
+        try {
+          response = toResponse(result);
+        } catch (e) {
+          host.completeError(id, e);
+          return;
+        }
+        host.completeResponse(id, response);
+      },
+      (error) => host.completeError(id, error),
+    );
+  }
+
+  const api = { dispatch, toResponse, checkHandlers, runTimer, configure, defer };
   Object.defineProperty(globalThis, "__aiwe", { value: Object.freeze(api) });
   globalThis.routeRegistry = routeRegistry;
   globalThis.sendStreamMessage = sendStreamMessage;
   globalThis.console = console;
+  globalThis.setTimeout = (callback, ms, ...args) => addTimer("setTimeout", callback, ms, args, false);
+  globalThis.setInterval = (callback, ms, ...args) => addTimer("setInterval", callback, ms, args, true);
+  globalThis.clearTimeout = clearTimer;
+  globalThis.clearInterval = clearTimer;
+  if (typeof globalThis.queueMicrotask !== "function") {
+    globalThis.queueMicrotask = (callback) => {
+      if (typeof callback !== "function") {
+        throw new TypeError(`queueMicrotask: callback must be a function, got ${describe(callback)}`);
+      }
+      Promise.resolve().then(() => callback());
+    };
+  }
 })(globalThis.__aiwe_host);
 delete globalThis.__aiwe_host;

@@ -3,7 +3,7 @@
 
 use std::cell::OnceCell;
 
-use javy::quickjs::{promise::PromiseState, Ctx, Error, Value};
+use javy::quickjs::Ctx;
 use javy::{Config, Runtime};
 
 /// Start collecting garbage after this many bytes were allocated since the last
@@ -35,26 +35,12 @@ pub fn with<R>(f: impl FnOnce(Ctx<'_>) -> R) -> R {
     RUNTIME.with(|cell| cell.get_or_init(build).context().with(f))
 }
 
-/// Runs queued Promise jobs until none are left.
-pub fn run_jobs(cx: &Ctx<'_>) -> Result<(), Error> {
-    while cx.execute_pending_job() {}
-    Ok(())
-}
-
-/// Drives the job queue until `value` (a Promise or a plain value) is settled and
-/// returns what it settled to. A rejected Promise comes back as the exception.
-pub fn settle<'js>(cx: &Ctx<'js>, value: Value<'js>) -> Result<Value<'js>, Error> {
-    let Some(promise) = value.as_promise().cloned() else {
-        run_jobs(cx)?;
-        return Ok(value);
-    };
-    let settled = promise.finish::<Value>();
-    // Whatever the handler queued besides its own Promise runs before we answer.
-    run_jobs(cx)?;
-    match settled {
-        Err(Error::WouldBlock) if promise.state() == PromiseState::Pending => Err(
-            javy::quickjs::Exception::throw_message(cx, "the handler's Promise never settled"),
-        ),
-        other => other,
+/// Runs queued Promise jobs until none are left. A job that throws leaves an
+/// exception pending; it is taken and dropped, as an unhandled rejection would be.
+pub fn run_jobs(cx: &Ctx<'_>) {
+    while cx.execute_pending_job() {
+        if cx.has_exception() {
+            let _ = cx.catch();
+        }
     }
 }

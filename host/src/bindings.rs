@@ -6,4 +6,5 @@ wasmtime::component::bindgen!({
 });
 
 pub use aiwebengine::script::host::LogLevel;
-pub use exports::aiwebengine::script::guest::{Request, Response, ScriptError};
+pub use aiwebengine::script::types::{Request, Response, ScriptError};
+pub use exports::aiwebengine::script::guest::{Config as GuestConfig, Guest, Handled};

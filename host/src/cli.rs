@@ -63,6 +63,9 @@ pub struct ServeArgs {
     /// Memory cap per script instance, in MiB.
     #[arg(long, default_value_t = Limits::default().memory_bytes >> 20)]
     pub memory_mb: usize,
+    /// Timers (setTimeout/setInterval) a script may have alive at once.
+    #[arg(long, default_value_t = Limits::default().max_timers)]
+    pub max_timers: u32,
 }
 
 impl ServeArgs {
@@ -76,6 +79,7 @@ impl ServeArgs {
             fuel: self.fuel,
             timeout: Duration::from_millis(self.timeout_ms.max(1)),
             memory_bytes: self.memory_mb.max(1) << 20,
+            max_timers: self.max_timers,
         };
         if self.no_cache {
             s.cache_dir = None;

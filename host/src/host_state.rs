@@ -1,12 +1,14 @@
 //! What a script's `Store` holds, and the host side of the WIT `host` interface.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::bindings::{aiwebengine::script::host::Host, LogLevel};
+use crate::bindings::aiwebengine::script::{host::Host, types};
+use crate::bindings::{LogLevel, Response, ScriptError};
 use crate::limits::MemoryCap;
 use crate::route_path::RoutePath;
 use crate::streams::Hub;
@@ -39,6 +41,10 @@ pub struct HostState {
     pub hub: Arc<Hub>,
     pub registrations: Registrations,
     pub memory: MemoryCap,
+    /// When the guest's earliest timer is due, as it last said.
+    pub wakeup: Option<Instant>,
+    /// Answers of deferred requests that arrived during the last call.
+    pub completions: Vec<(u64, Result<Response, ScriptError>)>,
 }
 
 impl HostState {
@@ -59,6 +65,8 @@ impl HostState {
                 bytes: memory_bytes,
                 exceeded: false,
             },
+            wakeup: None,
+            completions: Vec::new(),
         }
     }
 }
@@ -81,7 +89,17 @@ fn valid_method(method: &str) -> bool {
             .all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_')
 }
 
+impl types::Host for HostState {}
+
 impl Host for HostState {
+    fn set_wakeup(&mut self, delay_ms: Option<u32>) {
+        self.wakeup = delay_ms.map(|ms| Instant::now() + Duration::from_millis(ms.into()));
+    }
+
+    fn complete(&mut self, id: u64, outcome: Result<Response, ScriptError>) {
+        self.completions.push((id, outcome));
+    }
+
     fn log(&mut self, level: LogLevel, message: String) {
         let script = &*self.script;
         match level {

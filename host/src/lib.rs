@@ -8,13 +8,15 @@
 //! - `bindings`   the one `bindgen!` of `wit/aiwebengine.wit`
 //! - `host_state` a script's `Store` data and the WIT `host` functions it calls
 //! - `limits`     fuel, deadline and memory cap per call; naming what tripped
-//! - `script`     a script's actor: the thread that owns its instance and queue
+//! - `script`     a loaded script version: registrations + queue into its actor
+//! - `actor`      the thread that owns a script's instance: requests, timers, restarts
 //! - `route_path` `/users/:id/*rest` → router patterns
 //! - `registry`   the route table built from loaded scripts (conflicts, lookups)
 //! - `streams`    the SSE hub: per-stream broadcast, frames encoded once
 //! - `watcher`    hot reload: folder events → `App::reconcile`
 //! - `server`     warp: dispatch to scripts, SSE responses, route browser, errors
 
+pub mod actor;
 pub mod app;
 pub mod bindings;
 pub mod cli;

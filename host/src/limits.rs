@@ -16,6 +16,8 @@ pub struct Limits {
     pub timeout: Duration,
     /// Linear memory per instance, in bytes.
     pub memory_bytes: usize,
+    /// Timers (timeouts and intervals) alive at once per script.
+    pub max_timers: u32,
 }
 
 impl Default for Limits {
@@ -24,6 +26,7 @@ impl Default for Limits {
             fuel: 2_000_000_000,
             timeout: Duration::from_secs(5),
             memory_bytes: 128 << 20,
+            max_timers: 1000,
         }
     }
 }

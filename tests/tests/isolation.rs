@@ -127,7 +127,7 @@ async fn a_full_queue_answers_503_with_retry_after_at_once() {
     let calls: Vec<_> = (0..8)
         .map(|_| {
             let server = server.clone();
-            tokio::spawn(async move { server.get("/slow?ms=300").await })
+            tokio::spawn(async move { server.get("/slow?ms=150").await })
         })
         .collect();
     let mut statuses = Vec::new();

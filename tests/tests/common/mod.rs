@@ -32,6 +32,7 @@ pub fn test_limits() -> aiwebengine::limits::Limits {
         fuel: 300_000_000,
         timeout: Duration::from_secs(3),
         memory_bytes: 48 << 20,
+        max_timers: 1000,
     }
 }
 

@@ -1,0 +1,368 @@
+//! The thread behind a script: it owns the script's long-lived wasm instance
+//! (so JS globals persist between requests) and runs everything that touches
+//! it — requests, timer callbacks, re-instantiation — one at a time.
+//!
+//! Why a thread and not a tokio task: guest code may run for a long time (up to
+//! its limits), and it must never occupy a tokio worker while it does, or one
+//! busy script would slow every connection. Each script gets its own thread, so
+//! scripts run in parallel and the HTTP side only does a non-blocking
+//! `try_send` and awaits a oneshot reply.
+//!
+//! The loop waits for the next job or the next deadline: the guest's earliest
+//! timer, a deferred request's time limit, or the end of a restart backoff. A
+//! due timer runs one callback per turn, so a burst of timers and a queue of
+//! requests take turns instead of one starving the other.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use tokio::sync::oneshot;
+use wasmtime::Store;
+
+use crate::bindings::{Guest, GuestConfig, Handled, Request, Response, Script, ScriptError};
+use crate::engine::WasmEngine;
+use crate::host_state::HostState;
+use crate::limits::{self, Limit};
+use crate::script::{CallError, LoadError};
+use crate::streams::Hub;
+
+/// Consecutive failures after which restarts are spaced out.
+const BACKOFF_AFTER: u32 = 3;
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+pub type Reply = oneshot::Sender<Result<Response, CallError>>;
+
+pub enum Job {
+    Handle { request: Request, reply: Reply },
+}
+
+/// What the actor needs to (re)create its instance.
+pub struct Recipe {
+    pub engine: WasmEngine,
+    pub hub: Arc<Hub>,
+    pub name: Arc<str>,
+    pub source: String,
+}
+
+pub struct Instance {
+    pub store: Store<HostState>,
+    bindings: Script,
+}
+
+impl Recipe {
+    /// A fresh instance with the script loaded, under the same limits as a call.
+    pub fn instantiate(&self) -> Result<Instance, LoadError> {
+        let limits = &self.engine.limits;
+        let state = HostState::new(self.name.clone(), self.hub.clone(), limits.memory_bytes);
+        let mut store = Store::new(&self.engine.engine, state);
+        store.limiter(|state| &mut state.memory);
+        limits::arm(&mut store, limits);
+        let bindings = self
+            .engine
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| trap_load_error(&store, "starting the sandbox", e))?;
+        let config = GuestConfig {
+            max_timers: limits.max_timers,
+        };
+        limits::arm(&mut store, limits);
+        let guest = bindings.aiwebengine_script_guest();
+        match guest.call_load(&mut store, &self.name, &self.source, config) {
+            Ok(Ok(())) => Ok(Instance { store, bindings }),
+            Ok(Err(e)) => Err(LoadError {
+                message: describe(&self.name, &e),
+                detail: e.stack,
+            }),
+            Err(e) => Err(trap_load_error(&store, "running its top level", e)),
+        }
+    }
+}
+
+/// The error's message and, when its stack passes through the script itself,
+/// where: "TypeError: x is undefined (at chat.js:12:5)".
+pub fn describe(script: &str, error: &ScriptError) -> String {
+    match error
+        .stack
+        .as_deref()
+        .and_then(|stack| locate(script, stack))
+    {
+        Some(place) => format!("{} (at {place})", error.message),
+        None => error.message.clone(),
+    }
+}
+
+/// The first `file:line:column` of `script` in a QuickJS stack.
+fn locate<'a>(script: &str, stack: &'a str) -> Option<&'a str> {
+    stack.lines().find_map(|line| {
+        let start = line.find(script)?;
+        let place = &line[start..];
+        let place = place.split(')').next().unwrap_or(place).trim_end();
+        place[script.len()..].starts_with(':').then_some(place)
+    })
+}
+
+fn trap_load_error(store: &Store<HostState>, doing: &str, e: wasmtime::Error) -> LoadError {
+    log_guest_output(store);
+    let message = match limits::classify(&e, store.data().memory.exceeded) {
+        Some(limit) => format!("the script exceeded {} while {doing}", limit.describe()),
+        None => format!("the sandbox failed while {doing}: {}", e.root_cause()),
+    };
+    LoadError {
+        message,
+        detail: Some(format!("{e:?}")),
+    }
+}
+
+/// The guest runtime writes to stdout/stderr only when it panics; say what it said.
+fn log_guest_output(store: &Store<HostState>) {
+    let out = store.data().output.contents();
+    if !out.is_empty() {
+        let script = &*store.data().script;
+        tracing::error!(
+            script,
+            "guest output: {}",
+            String::from_utf8_lossy(&out).trim_end()
+        );
+    }
+}
+
+/// A request whose handler returned a still-pending Promise.
+struct Deferred {
+    reply: Reply,
+    deadline: Instant,
+}
+
+/// The actor thread's state.
+pub struct Actor {
+    recipe: Recipe,
+    /// None after a trap, until it is re-created.
+    instance: Option<Instance>,
+    failures: u32,
+    retry_at: Option<Instant>,
+    deferred: HashMap<u64, Deferred>,
+    next_request_id: u64,
+}
+
+impl Actor {
+    pub fn new(recipe: Recipe, instance: Instance) -> Self {
+        Actor {
+            recipe,
+            instance: Some(instance),
+            failures: 0,
+            retry_at: None,
+            deferred: HashMap::new(),
+            next_request_id: 1,
+        }
+    }
+
+    /// Serves jobs and timers until every sender is gone (the script version was
+    /// replaced or removed); its timers die with it.
+    pub fn run(mut self, jobs: Receiver<Job>) {
+        loop {
+            let job = match self.next_deadline() {
+                Some(at) => jobs.recv_deadline(at),
+                None => jobs.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            match job {
+                Ok(Job::Handle { request, reply }) => self.handle(request, reply),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            self.expire_deferred();
+            self.run_due_timer();
+        }
+        tracing::debug!(script = %self.recipe.name, "script actor finished");
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let wakeup = match &self.instance {
+            Some(instance) => instance.store.data().wakeup,
+            // Without an instance, restart eagerly (after any backoff) so timers resume.
+            None => Some(self.retry_at.unwrap_or_else(Instant::now)),
+        };
+        let deferred = self.deferred.values().map(|d| d.deadline).min();
+        [wakeup, deferred].into_iter().flatten().min()
+    }
+
+    fn handle(&mut self, request: Request, reply: Reply) {
+        if reply.is_closed() {
+            return; // the client went away while this waited in the queue
+        }
+        let id = self.next_request_id;
+        self.next_request_id += 1;
+        match self.call("request", |guest, store| {
+            guest.call_handle(store, id, &request)
+        }) {
+            Ok(Handled::Done(response)) => {
+                let _ = reply.send(Ok(response));
+            }
+            Ok(Handled::Failed(error)) => {
+                let _ = reply.send(Err(CallError::Exception(error)));
+            }
+            Ok(Handled::Pending) => {
+                let deadline = Instant::now() + self.recipe.engine.limits.timeout;
+                self.deferred.insert(id, Deferred { reply, deadline });
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    /// Runs one due timer callback, re-creating the instance first if needed.
+    fn run_due_timer(&mut self) {
+        let due = match &self.instance {
+            Some(instance) => instance
+                .store
+                .data()
+                .wakeup
+                .is_some_and(|at| at <= Instant::now()),
+            None => self.retry_at.is_none_or(|at| at <= Instant::now()),
+        };
+        if !due {
+            return;
+        }
+        if self.instance.is_some() {
+            if let Some(instance) = self.instance.as_mut() {
+                instance.store.data_mut().wakeup = None; // the guest sets the next one
+            }
+            let _ = self.call("timer", |guest, store| guest.call_run_timer(store));
+        } else {
+            let _ = self.instance();
+        }
+    }
+
+    /// Requests whose Promise did not settle within the time limit get a 504.
+    fn expire_deferred(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<u64> = self
+            .deferred
+            .iter()
+            .filter(|(_, d)| d.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            if let Some(d) = self.deferred.remove(&id) {
+                tracing::warn!(script = %self.recipe.name, "a handler's Promise did not settle within its time limit");
+                let _ = d.reply.send(Err(CallError::Limit(Limit::Time)));
+            }
+        }
+    }
+
+    /// The live instance, re-created from the source if a trap threw it away;
+    /// after repeated failures, not before the backoff has passed.
+    fn instance(&mut self) -> Result<&mut Instance, CallError> {
+        if self.instance.is_none() {
+            if let Some(wait) = self
+                .retry_at
+                .and_then(|at| at.checked_duration_since(Instant::now()))
+            {
+                return Err(CallError::Restarting(wait));
+            }
+            tracing::info!(script = %self.recipe.name, "re-instantiating the script (its globals start fresh)");
+            match self.recipe.instantiate() {
+                Ok(instance) => self.instance = Some(instance),
+                Err(e) => {
+                    tracing::error!(script = %self.recipe.name, "could not restart the script: {e}");
+                    self.failed();
+                    return Err(CallError::Trap(format!(
+                        "could not restart the script: {e}"
+                    )));
+                }
+            }
+        }
+        Ok(self.instance.as_mut().expect("instance exists"))
+    }
+
+    fn failed(&mut self) {
+        self.failures += 1;
+        if self.failures >= BACKOFF_AFTER {
+            let wait = Duration::from_millis(100 << (self.failures - BACKOFF_AFTER).min(6))
+                .min(BACKOFF_MAX);
+            tracing::warn!(script = %self.recipe.name, failures = self.failures, "failing repeatedly; next restart in {wait:?}");
+            self.retry_at = Some(Instant::now() + wait);
+        }
+    }
+
+    /// Runs one guest call under the limits, then delivers the answers of any
+    /// deferred requests it settled. A trap — a tripped limit or a crash —
+    /// throws the instance away (it may be corrupt mid-call), and with it the
+    /// requests still waiting on it.
+    fn call<R>(
+        &mut self,
+        what: &str,
+        f: impl FnOnce(&Guest, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
+        let limits = self.recipe.engine.limits;
+        self.instance()?;
+        let instance = self.instance.as_mut().expect("instance exists");
+        limits::arm(&mut instance.store, &limits);
+        let result = f(
+            instance.bindings.aiwebengine_script_guest(),
+            &mut instance.store,
+        );
+        let fuel_used = limits::fuel_used(&instance.store, &limits);
+        let completions = std::mem::take(&mut instance.store.data_mut().completions);
+        for (id, outcome) in completions {
+            if let Some(d) = self.deferred.remove(&id) {
+                let _ = d.reply.send(outcome.map_err(CallError::Exception));
+            }
+        }
+        match result {
+            Ok(value) => {
+                self.failures = 0;
+                self.retry_at = None;
+                Ok(value)
+            }
+            Err(trap) => {
+                log_guest_output(&instance.store);
+                let limit = limits::classify(&trap, instance.store.data().memory.exceeded);
+                let script = &*self.recipe.name;
+                let error = match limit {
+                    Some(limit) => {
+                        tracing::warn!(script, call = what, limit = ?limit, fuel_used, "call stopped: exceeded {}", limit.describe());
+                        CallError::Limit(limit)
+                    }
+                    None => {
+                        tracing::error!(script, call = what, fuel_used, "script trapped: {trap:?}");
+                        CallError::Trap(trap.root_cause().to_string())
+                    }
+                };
+                self.instance = None;
+                for (_, d) in self.deferred.drain() {
+                    let _ = d
+                        .reply
+                        .send(Err(CallError::Trap("the script was restarted".into())));
+                }
+                self.failed();
+                Err(error)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_located_in_the_script() {
+        let e = ScriptError {
+            message: "Error: bad".into(),
+            stack: Some("    at registerRoute (<input>:40:7)\n    at init (chat.js:3:20)\n    at <eval> (chat.js:9:1)\n".into()),
+        };
+        assert_eq!(describe("chat.js", &e), "Error: bad (at chat.js:3:20)");
+        let e = ScriptError {
+            message: "SyntaxError: x".into(),
+            stack: Some("    at x.js:2:5\n".into()),
+        };
+        assert_eq!(describe("x.js", &e), "SyntaxError: x (at x.js:2:5)");
+        let e = ScriptError {
+            message: "Error: y".into(),
+            stack: None,
+        };
+        assert_eq!(describe("x.js", &e), "Error: y");
+    }
+}
