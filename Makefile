@@ -38,3 +38,7 @@ test: guest lint unit
 ## bench: the benchmark suite (see bench/README.md)
 bench:
 	bench/run.sh
+
+## browser: real-browser tests of the seed pages in headless Chromium (tests/browser/run.sh)
+browser:
+	bash tests/browser/run.sh

@@ -63,9 +63,17 @@ pub fn register(cx: &Ctx<'_>) -> Result<()> {
     )?;
     raw.set(
         "sendStreamMessage",
-        Func::from(|cx: Ctx<'_>, path: Option<String>, json: String| {
-            host::send_stream_message(path.as_deref(), &json).map_err(|m| refused(&cx, m))
-        }),
+        Func::from(
+            |cx: Ctx<'_>, path: Option<String>, json: String, filter: Vec<Vec<String>>| {
+                let filter: Vec<(String, String)> = filter
+                    .into_iter()
+                    .filter_map(|pair| <[String; 2]>::try_from(pair).ok())
+                    .map(|[k, v]| (k, v))
+                    .collect();
+                host::send_stream_message(path.as_deref(), &json, &filter)
+                    .map_err(|m| refused(&cx, m))
+            },
+        ),
     )?;
     raw.set(
         "setWakeup",

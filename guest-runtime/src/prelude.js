@@ -41,14 +41,23 @@
       checkPath("registerStreamRoute", path);
       host.registerStream(path);
     },
-    sendStreamMessage(path, data) {
+    sendStreamMessage(path, data, filter) {
       checkPath("sendStreamMessage", path);
-      return host.sendStreamMessage(path, serialise(data));
+      return host.sendStreamMessage(path, serialise(data), filterPairs(filter));
     },
   };
 
+  // `{room: "42"}` -> [["room", "42"]]: only subscribers whose query has room=42.
+  function filterPairs(filter) {
+    if (filter === undefined || filter === null) return [];
+    if (typeof filter !== "object") {
+      throw new TypeError(`sendStreamMessage: filter must be an object like {room: "42"}, got ${describe(filter)}`);
+    }
+    return Object.keys(filter).map((key) => [key, String(filter[key])]);
+  }
+
   function sendStreamMessage(data) {
-    return host.sendStreamMessage(undefined, serialise(data));
+    return host.sendStreamMessage(undefined, serialise(data), []);
   }
 
   function format(value) {

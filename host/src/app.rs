@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
@@ -15,7 +15,7 @@ use crate::engine::WasmEngine;
 use crate::limits::Limits;
 use crate::registry::{Conflict, RouteTable};
 use crate::script::{LoadError, LoadedScript};
-use crate::streams::Hub;
+use crate::streams::{Hub, HubLimits};
 
 /// The knobs `serve` takes from the command line.
 #[derive(Clone, Debug)]
@@ -25,8 +25,14 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// Requests that may wait for one script before new ones get 503.
     pub queue_depth: usize,
-    /// Frames a stream subscriber may fall behind before it is disconnected.
-    pub stream_buffer: usize,
+    /// Stream sizes: subscriber lag, replay buffer, subscriber caps.
+    pub hub: HubLimits,
+    /// A comment is sent on a stream idle this long, so proxies keep it open.
+    pub keep_alive: Duration,
+    /// A connection whose writes are stuck this long is closed.
+    pub write_stall: Duration,
+    /// How long shutdown waits for connections to finish.
+    pub shutdown_timeout: Duration,
     /// Where the compiled guest is cached; `None` compiles at every start.
     pub cache_dir: Option<PathBuf>,
     /// Follow changes to the scripts folder (hot reload).
@@ -41,7 +47,10 @@ impl Settings {
             scripts_dir: scripts_dir.into(),
             max_body_bytes: 1 << 20,
             queue_depth: 1024,
-            stream_buffer: 1024,
+            hub: HubLimits::default(),
+            keep_alive: Duration::from_secs(15),
+            write_stall: Duration::from_secs(30),
+            shutdown_timeout: Duration::from_secs(10),
             cache_dir: crate::engine::default_cache_dir(),
             watch: true,
             limits: Limits::default(),
@@ -90,7 +99,7 @@ struct Candidate {
 impl App {
     pub fn new(settings: Settings) -> Result<Arc<App>> {
         let wasm = WasmEngine::new(settings.cache_dir.as_deref(), settings.limits)?;
-        let hub = Arc::new(Hub::new(settings.stream_buffer));
+        let hub = Arc::new(Hub::new(settings.hub));
         Ok(Arc::new(App {
             settings,
             wasm,

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::app::Settings;
 use crate::limits::Limits;
+use crate::streams::HubLimits;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -42,8 +43,29 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 1024)]
     pub queue_depth: usize,
     /// Messages a stream subscriber may fall behind before it is disconnected.
-    #[arg(long, default_value_t = 1024)]
-    pub stream_buffer: usize,
+    #[arg(long, default_value_t = HubLimits::default().lag)]
+    pub stream_lag: usize,
+    /// Messages kept per stream for replay to reconnecting subscribers (Last-Event-ID).
+    #[arg(long, default_value_t = HubLimits::default().replay_messages)]
+    pub replay_messages: usize,
+    /// Bytes kept per stream for replay.
+    #[arg(long, default_value_t = HubLimits::default().replay_bytes)]
+    pub replay_bytes: usize,
+    /// Subscribers allowed per stream; more get 503.
+    #[arg(long, default_value_t = HubLimits::default().per_stream)]
+    pub max_subscribers_per_stream: usize,
+    /// Subscribers allowed in all; more get 503.
+    #[arg(long, default_value_t = HubLimits::default().total)]
+    pub max_subscribers: usize,
+    /// Seconds of silence on a stream before a keep-alive comment is sent.
+    #[arg(long, default_value_t = 15)]
+    pub keep_alive_secs: u64,
+    /// Seconds a connection may be unable to take writes before it is closed.
+    #[arg(long, default_value_t = 30)]
+    pub write_stall_secs: u64,
+    /// Seconds shutdown waits for open connections to finish.
+    #[arg(long, default_value_t = 10)]
+    pub shutdown_timeout_secs: u64,
     /// Where to cache the compiled sandbox (default: ~/.cache/aiwebengine).
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
@@ -73,7 +95,16 @@ impl ServeArgs {
         let mut s = Settings::new(&self.scripts);
         s.max_body_bytes = self.max_body_bytes;
         s.queue_depth = self.queue_depth;
-        s.stream_buffer = self.stream_buffer;
+        s.hub = HubLimits {
+            lag: self.stream_lag,
+            replay_messages: self.replay_messages,
+            replay_bytes: self.replay_bytes,
+            per_stream: self.max_subscribers_per_stream,
+            total: self.max_subscribers,
+        };
+        s.keep_alive = Duration::from_secs(self.keep_alive_secs.max(1));
+        s.write_stall = Duration::from_secs(self.write_stall_secs.max(1));
+        s.shutdown_timeout = Duration::from_secs(self.shutdown_timeout_secs);
         s.watch = !self.no_watch;
         s.limits = Limits {
             fuel: self.fuel,

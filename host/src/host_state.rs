@@ -151,17 +151,22 @@ impl Host for HostState {
         Ok(())
     }
 
-    fn send_stream_message(&mut self, path: Option<String>, json: String) -> Result<u32, String> {
+    fn send_stream_message(
+        &mut self,
+        path: Option<String>,
+        json: String,
+        filter: Vec<(String, String)>,
+    ) -> Result<u32, String> {
         let reached = match path {
             Some(path) => self
                 .hub
-                .broadcast(&path, &json)
+                .broadcast(&path, &json, filter)
                 .ok_or_else(|| format!("no stream is registered at {path:?}"))?,
             None => self
                 .registrations
                 .streams
                 .iter()
-                .filter_map(|p| self.hub.broadcast(p, &json))
+                .filter_map(|p| self.hub.broadcast(p, &json, filter.clone()))
                 .sum(),
         };
         Ok(reached.try_into().unwrap_or(u32::MAX))

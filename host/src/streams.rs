@@ -1,11 +1,15 @@
-//! The SSE hub: one broadcast channel per stream path.
+//! The SSE hub: one broadcast ring per stream path, plus a bounded replay buffer.
 //!
-//! A message is encoded into its SSE frame once and the same `Bytes` is shared by
-//! every subscriber, so a broadcast costs the sender O(1) whatever the audience.
-//! Each subscriber reads from a bounded ring; one that falls a whole ring behind
-//! is disconnected (its EventSource reconnects), never buffered without bound.
+//! A message is encoded into its SSE frame once and the same bytes are shared
+//! by every subscriber, so a broadcast costs the sender O(1) whatever the
+//! audience (a filtered one also counts who it reached). Each subscriber reads
+//! from the ring at its own pace; one that falls a whole ring behind is
+//! disconnected (its EventSource reconnects and replays), never buffered
+//! without bound. Numbering, buffering and sending happen under one lock, as
+//! does subscribing, so a reconnect replays with no gap and no duplicate.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
@@ -13,24 +17,95 @@ use futures_util::{Stream, StreamExt};
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::{errors::BroadcastStreamRecvError, BroadcastStream};
 
+/// The event sent to a reconnecting subscriber whose `Last-Event-ID` is older
+/// than the replay buffer (or unknown to this stream): some messages are lost.
+pub const MISSED_EVENT: &str = "missed";
+
+/// Query parameters: a subscriber's, or a message's filter.
+pub type Params = Vec<(String, String)>;
+
+/// Sizes and caps of the hub.
+#[derive(Clone, Copy, Debug)]
+pub struct HubLimits {
+    /// Frames a subscriber may fall behind before it is disconnected.
+    pub lag: usize,
+    /// Messages kept per stream for `Last-Event-ID` replay.
+    pub replay_messages: usize,
+    /// Bytes kept per stream for replay.
+    pub replay_bytes: usize,
+    /// Subscribers per stream.
+    pub per_stream: usize,
+    /// Subscribers in all.
+    pub total: usize,
+}
+
+impl Default for HubLimits {
+    fn default() -> Self {
+        HubLimits {
+            lag: 1024,
+            replay_messages: 1000,
+            replay_bytes: 4 << 20,
+            per_stream: 20_000,
+            total: 50_000,
+        }
+    }
+}
+
+/// One encoded event and who it is for.
+pub struct Frame {
+    pub id: u64,
+    pub bytes: Bytes,
+    filter: Option<Params>,
+}
+
+impl Frame {
+    fn reaches(&self, params: &Params) -> bool {
+        self.filter
+            .as_ref()
+            .is_none_or(|filter| filter.iter().all(|f| params.contains(f)))
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum SubscribeError {
+    NoStream,
+    TooMany(&'static str),
+}
+
 pub struct Hub {
     streams: RwLock<HashMap<String, Arc<StreamChannel>>>,
-    capacity: usize,
+    limits: HubLimits,
+    total: Arc<AtomicUsize>,
 }
 
 struct StreamChannel {
-    /// Held while numbering and sending, so frames enter the ring in id order.
-    next_id: Mutex<u64>,
-    tx: broadcast::Sender<Bytes>,
+    state: Mutex<StreamState>,
+    tx: broadcast::Sender<Arc<Frame>>,
+    /// Each live subscriber's parameters, to count who a filtered message reaches.
+    subscribers: Arc<Mutex<HashMap<u64, Params>>>,
+}
+
+struct StreamState {
+    next_id: u64,
+    next_subscriber: u64,
+    replay: VecDeque<Arc<Frame>>,
+    replay_bytes: usize,
 }
 
 /// Encodes one SSE event. `data` is one JSON text; should it ever hold line
 /// breaks, each line becomes its own `data:` field, as SSE requires.
-pub fn encode_frame(id: u64, data: &str) -> Bytes {
+pub fn encode_frame(id: Option<u64>, event: Option<&str>, data: &str) -> Bytes {
     let mut out = String::with_capacity(data.len() + 24);
-    out.push_str("id: ");
-    out.push_str(&id.to_string());
-    out.push('\n');
+    if let Some(id) = id {
+        out.push_str("id: ");
+        out.push_str(&id.to_string());
+        out.push('\n');
+    }
+    if let Some(event) = event {
+        out.push_str("event: ");
+        out.push_str(event);
+        out.push('\n');
+    }
     for line in data.split('\n') {
         out.push_str("data: ");
         out.push_str(line.strip_suffix('\r').unwrap_or(line));
@@ -40,12 +115,26 @@ pub fn encode_frame(id: u64, data: &str) -> Bytes {
     Bytes::from(out)
 }
 
+/// Decrements the counts of a subscriber when its response goes away.
+struct Subscription {
+    id: u64,
+    total: Arc<AtomicUsize>,
+    subscribers: Arc<Mutex<HashMap<u64, Params>>>,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.total.fetch_sub(1, Ordering::Relaxed);
+        self.subscribers.lock().unwrap().remove(&self.id);
+    }
+}
+
 impl Hub {
-    /// `capacity`: how many frames a subscriber may fall behind before it is dropped.
-    pub fn new(capacity: usize) -> Self {
+    pub fn new(limits: HubLimits) -> Self {
         Hub {
             streams: RwLock::new(HashMap::new()),
-            capacity: capacity.max(1),
+            limits,
+            total: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -57,8 +146,14 @@ impl Hub {
         let mut streams = self.streams.write().unwrap();
         streams.entry(path.to_string()).or_insert_with(|| {
             Arc::new(StreamChannel {
-                next_id: Mutex::new(1),
-                tx: broadcast::channel(self.capacity).0,
+                state: Mutex::new(StreamState {
+                    next_id: 1,
+                    next_subscriber: 1,
+                    replay: VecDeque::new(),
+                    replay_bytes: 0,
+                }),
+                tx: broadcast::channel(self.limits.lag.max(1)).0,
+                subscribers: Arc::new(Mutex::new(HashMap::new())),
             })
         });
     }
@@ -72,36 +167,122 @@ impl Hub {
         self.streams.read().unwrap().get(path).cloned()
     }
 
-    /// Sends `json` to every subscriber of `path`; returns how many it reached,
-    /// or `None` when no stream is registered there.
-    pub fn broadcast(&self, path: &str, json: &str) -> Option<usize> {
+    /// Sends `json` to the subscribers of `path` that match `filter` (all when
+    /// it is empty); returns how many it reached, or `None` when no stream is
+    /// registered there.
+    pub fn broadcast(&self, path: &str, json: &str, filter: Params) -> Option<usize> {
         let stream = self.get(path)?;
-        let mut next_id = stream.next_id.lock().unwrap();
-        let frame = encode_frame(*next_id, json);
-        *next_id += 1;
+        let filter = (!filter.is_empty()).then_some(filter);
+        let mut state = stream.state.lock().unwrap();
+        let id = state.next_id;
+        state.next_id += 1;
+        let frame = Arc::new(Frame {
+            id,
+            bytes: encode_frame(Some(id), None, json),
+            filter,
+        });
+        state.replay_bytes += frame.bytes.len();
+        state.replay.push_back(frame.clone());
+        while state.replay.len() > self.limits.replay_messages
+            || (state.replay_bytes > self.limits.replay_bytes && state.replay.len() > 1)
+        {
+            let old = state.replay.pop_front().expect("not empty");
+            state.replay_bytes -= old.bytes.len();
+        }
+        let reached = match &frame.filter {
+            None => stream.tx.receiver_count(),
+            Some(_) => {
+                let subscribers = stream.subscribers.lock().unwrap();
+                subscribers.values().filter(|p| frame.reaches(p)).count()
+            }
+        };
         // An Err only means nobody is listening right now.
-        Some(stream.tx.send(frame).unwrap_or(0))
+        let _ = stream.tx.send(frame);
+        Some(reached)
     }
 
     pub fn subscriber_count(&self, path: &str) -> usize {
         self.get(path).map_or(0, |s| s.tx.receiver_count())
     }
 
-    /// A subscription's frames, ending when the stream goes away or when the
-    /// subscriber lagged a whole ring behind.
-    pub fn subscribe(&self, path: &str) -> Option<impl Stream<Item = Bytes> + Send + 'static> {
-        let rx = self.get(path)?.tx.subscribe();
-        Some(
-            BroadcastStream::new(rx)
-                .take_while(|item| {
-                    let keep = !matches!(item, Err(BroadcastStreamRecvError::Lagged(_)));
-                    if !keep {
-                        tracing::info!("disconnecting a subscriber that fell too far behind");
-                    }
-                    futures_util::future::ready(keep)
-                })
-                .filter_map(|item| futures_util::future::ready(item.ok())),
-        )
+    pub fn total_subscribers(&self) -> usize {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    /// A subscription's frames: first those after `last_event_id` from the
+    /// replay buffer (with a `missed` event if some are gone), then live ones
+    /// matching `params`. It ends when the stream goes away or when the
+    /// subscriber lags a whole ring behind.
+    pub fn subscribe(
+        &self,
+        path: &str,
+        last_event_id: Option<u64>,
+        params: Params,
+    ) -> Result<impl Stream<Item = Bytes> + Send + 'static, SubscribeError> {
+        let stream = self.get(path).ok_or(SubscribeError::NoStream)?;
+        if stream.tx.receiver_count() >= self.limits.per_stream {
+            return Err(SubscribeError::TooMany(
+                "this stream has too many subscribers",
+            ));
+        }
+        if self.total.fetch_add(1, Ordering::Relaxed) >= self.limits.total {
+            self.total.fetch_sub(1, Ordering::Relaxed);
+            return Err(SubscribeError::TooMany(
+                "the server has too many subscribers",
+            ));
+        }
+        let mut state = stream.state.lock().unwrap();
+        let rx = stream.tx.subscribe();
+        let id = state.next_subscriber;
+        state.next_subscriber += 1;
+        stream
+            .subscribers
+            .lock()
+            .unwrap()
+            .insert(id, params.clone());
+        let mut first: Vec<Bytes> = Vec::new();
+        if let Some(last) = last_event_id {
+            let oldest = state.replay.front().map_or(state.next_id, |f| f.id);
+            if last >= state.next_id || last + 1 < oldest {
+                let gap = format!("{{\"lastEventId\":{last},\"firstAvailableId\":{}}}", oldest);
+                first.push(encode_frame(None, Some(MISSED_EVENT), &gap));
+            }
+            let replay_from = if last >= state.next_id { 0 } else { last + 1 };
+            first.extend(
+                state
+                    .replay
+                    .iter()
+                    .filter(|f| f.id >= replay_from && f.reaches(&params))
+                    .map(|f| f.bytes.clone()),
+            );
+        }
+        drop(state);
+        let guard = Subscription {
+            id,
+            total: self.total.clone(),
+            subscribers: stream.subscribers.clone(),
+        };
+        let live = BroadcastStream::new(rx)
+            .take_while(|item| {
+                let keep = !matches!(item, Err(BroadcastStreamRecvError::Lagged(_)));
+                if !keep {
+                    tracing::info!("disconnecting a subscriber that fell too far behind");
+                }
+                futures_util::future::ready(keep)
+            })
+            .filter_map(move |item| {
+                let frame = item
+                    .ok()
+                    .filter(|f| f.reaches(&params))
+                    .map(|f| f.bytes.clone());
+                futures_util::future::ready(frame)
+            });
+        Ok(futures_util::stream::iter(first)
+            .chain(live)
+            .map(move |bytes| {
+                let _ = &guard; // lives as long as the subscription
+                bytes
+            }))
     }
 }
 
@@ -109,31 +290,59 @@ impl Hub {
 mod tests {
     use super::*;
 
+    fn hub(limits: HubLimits) -> Hub {
+        let hub = Hub::new(limits);
+        hub.ensure("/s");
+        hub
+    }
+
+    fn send(hub: &Hub, data: &str) -> usize {
+        hub.broadcast("/s", data, vec![]).unwrap()
+    }
+
+    async fn take(s: &mut (impl Stream<Item = Bytes> + Unpin), n: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            out.push(String::from_utf8(s.next().await.unwrap().to_vec()).unwrap());
+        }
+        out
+    }
+
     #[test]
-    fn frames_carry_id_and_data() {
+    fn frames_carry_id_event_and_data() {
         assert_eq!(
-            &encode_frame(7, "{\"a\":1}")[..],
+            &encode_frame(Some(7), None, "{\"a\":1}")[..],
             b"id: 7\ndata: {\"a\":1}\n\n"
         );
-        assert_eq!(&encode_frame(1, "a\nb")[..], b"id: 1\ndata: a\ndata: b\n\n");
+        assert_eq!(
+            &encode_frame(Some(1), None, "a\nb")[..],
+            b"id: 1\ndata: a\ndata: b\n\n"
+        );
+        assert_eq!(
+            &encode_frame(None, Some("missed"), "{}")[..],
+            b"event: missed\ndata: {}\n\n"
+        );
     }
 
     #[tokio::test]
     async fn broadcast_reaches_subscribers_in_order_and_counts_them() {
-        let hub = Hub::new(16);
-        assert_eq!(hub.broadcast("/s", "1"), None);
+        let hub = Hub::new(HubLimits::default());
+        assert_eq!(hub.broadcast("/s", "1", vec![]), None);
         hub.ensure("/s");
-        assert_eq!(hub.broadcast("/s", "1"), Some(0));
-        let mut a = Box::pin(hub.subscribe("/s").unwrap());
-        let mut b = Box::pin(hub.subscribe("/s").unwrap());
-        assert_eq!(hub.subscriber_count("/s"), 2);
-        assert_eq!(hub.broadcast("/s", "2"), Some(2));
-        assert_eq!(hub.broadcast("/s", "3"), Some(2));
-        assert_eq!(&a.next().await.unwrap()[..], b"id: 2\ndata: 2\n\n");
-        assert_eq!(&a.next().await.unwrap()[..], b"id: 3\ndata: 3\n\n");
-        assert_eq!(&b.next().await.unwrap()[..], b"id: 2\ndata: 2\n\n");
+        assert_eq!(send(&hub, "1"), 0);
+        let mut a = Box::pin(hub.subscribe("/s", None, vec![]).unwrap());
+        let b = Box::pin(hub.subscribe("/s", None, vec![]).unwrap());
+        assert_eq!(
+            (hub.subscriber_count("/s"), hub.total_subscribers()),
+            (2, 2)
+        );
+        assert_eq!(send(&hub, "2"), 2);
+        assert_eq!(take(&mut a, 1).await, ["id: 2\ndata: 2\n\n"]);
         drop(b);
-        assert_eq!(hub.subscriber_count("/s"), 1);
+        assert_eq!(
+            (hub.subscriber_count("/s"), hub.total_subscribers()),
+            (1, 1)
+        );
         hub.retain(|_| false);
         assert!(
             a.next().await.is_none(),
@@ -143,12 +352,110 @@ mod tests {
 
     #[tokio::test]
     async fn a_lagging_subscriber_is_dropped() {
-        let hub = Hub::new(4);
-        hub.ensure("/s");
-        let mut slow = Box::pin(hub.subscribe("/s").unwrap());
+        let hub = hub(HubLimits {
+            lag: 4,
+            ..HubLimits::default()
+        });
+        let mut slow = Box::pin(hub.subscribe("/s", None, vec![]).unwrap());
         for i in 0..10 {
-            hub.broadcast("/s", &i.to_string());
+            send(&hub, &i.to_string());
         }
         assert!(slow.next().await.is_none());
+        drop(slow); // as hyper drops a finished body
+        assert_eq!(hub.total_subscribers(), 0);
+    }
+
+    #[tokio::test]
+    async fn reconnecting_replays_exactly_what_was_missed() {
+        let hub = hub(HubLimits::default());
+        for i in 1..=5 {
+            send(&hub, &i.to_string());
+        }
+        let mut s = Box::pin(hub.subscribe("/s", Some(3), vec![]).unwrap());
+        send(&hub, "6");
+        assert_eq!(
+            take(&mut s, 3).await,
+            [
+                "id: 4\ndata: 4\n\n",
+                "id: 5\ndata: 5\n\n",
+                "id: 6\ndata: 6\n\n"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_id_older_than_the_buffer_gets_a_missed_event() {
+        let hub = hub(HubLimits {
+            replay_messages: 3,
+            ..HubLimits::default()
+        });
+        for i in 1..=10 {
+            send(&hub, &i.to_string());
+        }
+        let mut s = Box::pin(hub.subscribe("/s", Some(2), vec![]).unwrap());
+        let got = take(&mut s, 4).await;
+        assert_eq!(
+            got[0],
+            "event: missed\ndata: {\"lastEventId\":2,\"firstAvailableId\":8}\n\n"
+        );
+        assert_eq!(
+            &got[1..],
+            [
+                "id: 8\ndata: 8\n\n",
+                "id: 9\ndata: 9\n\n",
+                "id: 10\ndata: 10\n\n"
+            ]
+        );
+        // An id from the future (the server restarted): everything there is, plus the gap event.
+        let mut s = Box::pin(hub.subscribe("/s", Some(99), vec![]).unwrap());
+        let got = take(&mut s, 4).await;
+        assert!(got[0].starts_with("event: missed\n"));
+        assert_eq!(got[1], "id: 8\ndata: 8\n\n");
+    }
+
+    #[tokio::test]
+    async fn filters_pick_subscribers_by_their_parameters() {
+        let hub = hub(HubLimits::default());
+        let room = |r: &str| vec![("room".to_string(), r.to_string())];
+        let mut r1 = Box::pin(hub.subscribe("/s", None, room("1")).unwrap());
+        let mut r2 = Box::pin(hub.subscribe("/s", None, room("2")).unwrap());
+        assert_eq!(hub.broadcast("/s", "for-1", room("1")), Some(1));
+        assert_eq!(hub.broadcast("/s", "for-all", vec![]), Some(2));
+        assert_eq!(
+            take(&mut r1, 2).await,
+            ["id: 1\ndata: for-1\n\n", "id: 2\ndata: for-all\n\n"]
+        );
+        assert_eq!(take(&mut r2, 1).await, ["id: 2\ndata: for-all\n\n"]);
+        let mut again = Box::pin(hub.subscribe("/s", Some(0), room("2")).unwrap());
+        assert_eq!(
+            take(&mut again, 1).await,
+            ["id: 2\ndata: for-all\n\n"],
+            "replay filters too"
+        );
+    }
+
+    #[test]
+    fn subscriber_caps() {
+        let hub = hub(HubLimits {
+            per_stream: 2,
+            total: 3,
+            ..HubLimits::default()
+        });
+        hub.ensure("/t");
+        let _a = hub.subscribe("/s", None, vec![]).unwrap();
+        let _b = hub.subscribe("/s", None, vec![]).unwrap();
+        assert!(matches!(
+            hub.subscribe("/s", None, vec![]),
+            Err(SubscribeError::TooMany(_))
+        ));
+        let _c = hub.subscribe("/t", None, vec![]).unwrap();
+        assert!(matches!(
+            hub.subscribe("/t", None, vec![]),
+            Err(SubscribeError::TooMany(_))
+        ));
+        assert!(matches!(
+            hub.subscribe("/nope", None, vec![]),
+            Err(SubscribeError::NoStream)
+        ));
     }
 }

@@ -31,9 +31,20 @@ pub async fn handle(
     let method_name = method.as_str().to_ascii_uppercase();
     let reads = method_name == "GET" || method_name == "HEAD";
 
+    let query_pairs = || -> Vec<(String, String)> {
+        url::form_urlencoded::parse(query.as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect()
+    };
     if let Some(stream) = entry.stream.as_ref().filter(|_| reads) {
         if wants_event_stream(&headers) || entry.method("GET").is_none() {
-            return super::sse::subscribe(&app, stream, method_name == "HEAD");
+            return super::sse::subscribe(
+                &app,
+                stream,
+                &headers,
+                query_pairs(),
+                method_name == "HEAD",
+            );
         }
     }
 
@@ -68,9 +79,7 @@ pub async fn handle(
         handler: route.handler,
         method: method_name.clone(),
         path: percent_decode(raw_path),
-        query: url::form_urlencoded::parse(query.as_bytes())
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect(),
+        query: query_pairs(),
         headers: header_pairs(&headers),
         params: route
             .path
@@ -132,6 +141,9 @@ fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
     out
 }
 
+/// How much of an oversized body is read and discarded before answering 413.
+const DRAIN_LIMIT: usize = 16 << 20;
+
 /// Collects the body, refusing (413) anything over `limit` bytes, early when
 /// Content-Length already says so.
 async fn read_body(
@@ -162,6 +174,15 @@ async fn read_body(
             )
         })?;
         if buf.len() + chunk.remaining() > limit {
+            // Read on (up to a bound) so the client, still sending, sees the 413
+            // rather than a reset connection.
+            let mut drained = buf.len() + chunk.remaining();
+            while drained < DRAIN_LIMIT {
+                match body.next().await {
+                    Some(Ok(more)) => drained += more.remaining(),
+                    _ => break,
+                }
+            }
             return Err(too_large());
         }
         while chunk.has_remaining() {

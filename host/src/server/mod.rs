@@ -1,6 +1,7 @@
 //! The HTTP side: warp filters that route every request either to the engine's
 //! own pages (`/_engine`) or, through the live route table, to a script.
 //!
+//! - `listener.rs` the accept loop, stalled-peer guard, graceful shutdown
 //! - `dispatch.rs` a request to a script handler or a stream subscription
 //! - `sse.rs`      the `text/event-stream` response of a subscription
 //! - `browser.rs`  `/_engine` and `/_engine/routes`
@@ -8,6 +9,7 @@
 
 mod browser;
 mod dispatch;
+mod listener;
 mod reply;
 mod sse;
 
@@ -29,12 +31,7 @@ pub async fn run(
 ) -> Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!("listening on http://{addr}");
-    warp::serve(routes(app))
-        .incoming(listener)
-        .graceful(shutdown)
-        .run()
-        .await;
-    Ok(())
+    listener::serve(listener, app, shutdown).await
 }
 
 fn with_app(app: Arc<App>) -> impl Filter<Extract = (Arc<App>,), Error = Infallible> + Clone {
@@ -43,7 +40,8 @@ fn with_app(app: Arc<App>) -> impl Filter<Extract = (Arc<App>,), Error = Infalli
 
 pub fn routes(
     app: Arc<App>,
-) -> impl Filter<Extract = (impl warp::Reply,), Error = Infallible> + Clone {
+) -> impl Filter<Extract = (impl warp::Reply,), Error = Infallible> + Clone + Send + Sync + 'static
+{
     let browser = browser::routes(with_app(app.clone()));
     let scripts = warp::method()
         .and(warp::path::full())

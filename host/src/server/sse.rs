@@ -1,33 +1,76 @@
-//! The response of a stream subscription: `text/event-stream`, one frame per
-//! broadcast, shared bytes from the hub.
+//! The response of a stream subscription: `text/event-stream`, a `retry:` line,
+//! any replay owed to a reconnecting `Last-Event-ID`, then live frames shared
+//! from the hub, with a keep-alive comment whenever the stream is idle.
 
 use std::convert::Infallible;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use warp::http::{header, HeaderValue, StatusCode};
+use warp::http::{header, HeaderMap, HeaderValue, StatusCode};
 use warp::reply::{Reply, Response};
 
 use super::reply;
 use crate::app::App;
 use crate::registry::StreamRoute;
+use crate::streams::{Params, SubscribeError};
 
 /// Sent first on every connection: how long EventSource waits before reconnecting.
 const PREAMBLE: &[u8] = b"retry: 2000\n\n";
+const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
 
-pub fn subscribe(app: &App, stream: &StreamRoute, head: bool) -> Response {
-    let Some(frames) = app.hub.subscribe(&stream.path) else {
-        return reply::text(
-            StatusCode::NOT_FOUND,
-            format!("no stream at {}\n", stream.path),
-        );
-    };
-    tracing::debug!(stream = %stream.path, script = %stream.script.name, "subscriber connected");
+fn last_event_id(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get("last-event-id")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+pub fn subscribe(
+    app: &App,
+    stream: &StreamRoute,
+    headers: &HeaderMap,
+    params: Params,
+    head: bool,
+) -> Response {
     let mut res = if head {
         Response::new(Bytes::new().into())
     } else {
+        let frames = match app
+            .hub
+            .subscribe(&stream.path, last_event_id(headers), params)
+        {
+            Ok(frames) => frames,
+            Err(SubscribeError::NoStream) => {
+                return reply::text(
+                    StatusCode::NOT_FOUND,
+                    format!("no stream at {}\n", stream.path),
+                )
+            }
+            Err(SubscribeError::TooMany(why)) => {
+                tracing::warn!(stream = %stream.path, "refusing a subscriber: {why}");
+                let mut res = reply::text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("{why}; retry later\n"),
+                );
+                res.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                return res;
+            }
+        };
+        tracing::debug!(stream = %stream.path, script = %stream.script.name, "subscriber connected");
+        let live = tokio_stream::StreamExt::timeout_repeating(
+            frames,
+            tokio::time::interval_at(
+                tokio::time::Instant::now() + app.settings.keep_alive,
+                app.settings.keep_alive,
+            ),
+        )
+        .map(|item| item.unwrap_or_else(|_idle| Bytes::from_static(KEEP_ALIVE)));
         let body = futures_util::stream::once(async { Bytes::from_static(PREAMBLE) })
-            .chain(frames)
+            .chain(live)
             .map(Ok::<_, Infallible>);
         warp::reply::stream(sync_wrapper::SyncStream::new(body)).into_response()
     };
