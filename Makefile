@@ -32,8 +32,8 @@ lint: guest-deps
 unit:
 	$(CARGO) test --workspace --exclude guest-runtime
 
-## test: everything CI runs
-test: guest lint unit
+## test: everything CI runs (guest rebuild, lint, unit + end-to-end, real-browser)
+test: guest lint unit browser
 
 ## bench: the benchmark suite (see bench/README.md)
 bench:

@@ -206,6 +206,21 @@ impl Sse {
         }
     }
 
+    /// The next raw block (comments and `retry:` included), or `None` at the end.
+    pub async fn next_block_within(&mut self, wait: Duration) -> Result<Option<String>, ()> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(block) = self.take_block() {
+                return Ok(Some(block));
+            }
+            match tokio::time::timeout_at(deadline, self.body.next()).await {
+                Err(_) => return Err(()),
+                Ok(None) | Ok(Some(Err(_))) => return Ok(None),
+                Ok(Some(Ok(chunk))) => self.buf.extend_from_slice(&chunk),
+            }
+        }
+    }
+
     fn take_block(&mut self) -> Option<String> {
         let text = std::str::from_utf8(&self.buf).ok()?;
         let end = text.find("\n\n")?;
@@ -256,4 +271,60 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("timed out waiting for: {what}");
+}
+
+/// A bare-TCP SSE subscriber: cheap enough to open a thousand, and able to
+/// stop reading entirely (a stalled client).
+pub struct RawSubscriber {
+    stream: tokio::net::TcpStream,
+    seen: Vec<u8>,
+}
+
+impl RawSubscriber {
+    pub async fn connect(base: &str, path: &str) -> RawSubscriber {
+        use tokio::io::AsyncWriteExt;
+        let addr = base.trim_start_matches("http://");
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        RawSubscriber {
+            stream,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Reads until `needle` has been seen; false on timeout or end of stream.
+    pub async fn read_until(&mut self, needle: &str, wait: Duration) -> bool {
+        use tokio::io::AsyncReadExt;
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            if self
+                .seen
+                .windows(needle.len())
+                .any(|w| w == needle.as_bytes())
+            {
+                return true;
+            }
+            match tokio::time::timeout_at(deadline, self.stream.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => self.seen.extend_from_slice(&buf[..n]),
+                _ => return false,
+            }
+        }
+    }
+
+    /// True once the server has closed the connection (reads hit the end).
+    pub async fn closed_within(&mut self, wait: Duration) -> bool {
+        use tokio::io::AsyncReadExt;
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return true,
+                Ok(Ok(_)) => {}
+                Err(_) => return false,
+            }
+        }
+    }
 }
