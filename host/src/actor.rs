@@ -31,6 +31,8 @@ use crate::streams::Hub;
 /// Consecutive failures after which restarts are spaced out.
 const BACKOFF_AFTER: u32 = 3;
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How long a pending handler may wait when the per-call time limit is off.
+const UNLIMITED_WAIT: Duration = Duration::from_secs(300);
 
 pub type Reply = oneshot::Sender<Result<Response, CallError>>;
 
@@ -202,7 +204,8 @@ impl Actor {
                 let _ = reply.send(Err(CallError::Exception(error)));
             }
             Ok(Handled::Pending) => {
-                let deadline = Instant::now() + self.recipe.engine.limits.timeout;
+                let limit = self.recipe.engine.limits.timeout;
+                let deadline = Instant::now() + if limit.is_zero() { UNLIMITED_WAIT } else { limit };
                 self.deferred.insert(id, Deferred { reply, deadline });
             }
             Err(e) => {

@@ -79,7 +79,8 @@ pub struct ServeArgs {
     /// about one per wasm instruction; 0 turns fuel metering off.
     #[arg(long, default_value_t = Limits::default().fuel)]
     pub fuel: u64,
-    /// Wall-clock limit per call, in milliseconds.
+    /// Wall-clock limit per call, in milliseconds; 0 turns it off (and its
+    /// small per-call cost), leaving fuel as the only CPU limit.
     #[arg(long, default_value_t = Limits::default().timeout.as_millis() as u64)]
     pub timeout_ms: u64,
     /// Memory cap per script instance, in MiB.
@@ -108,7 +109,7 @@ impl ServeArgs {
         s.watch = !self.no_watch;
         s.limits = Limits {
             fuel: self.fuel,
-            timeout: Duration::from_millis(self.timeout_ms.max(1)),
+            timeout: Duration::from_millis(self.timeout_ms),
             memory_bytes: self.memory_mb.max(1) << 20,
             max_timers: self.max_timers,
         };

@@ -29,12 +29,12 @@ pub struct WasmEngine {
     pub limits: Limits,
 }
 
-fn config(fuel: bool) -> Config {
+fn config(fuel: bool, epochs: bool) -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.cranelift_opt_level(wasmtime::OptLevel::Speed);
     config.consume_fuel(fuel);
-    config.epoch_interruption(true);
+    config.epoch_interruption(epochs);
     config
 }
 
@@ -58,8 +58,11 @@ impl WasmEngine {
     /// Builds the engine and loads the guest, from `cache_dir` when it holds a
     /// compiled copy made by this very wasmtime for this very wasm.
     pub fn new(cache_dir: Option<&Path>, limits: Limits) -> Result<Self> {
-        let engine = Engine::new(&config(limits.fuel > 0)).context("configuring wasmtime")?;
-        start_epoch_ticker(&engine);
+        let epochs = !limits.timeout.is_zero();
+        let engine = Engine::new(&config(limits.fuel > 0, epochs)).context("configuring wasmtime")?;
+        if epochs {
+            start_epoch_ticker(&engine);
+        }
         let component = load_component(&engine, GUEST_WASM, cache_dir)?;
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).context("linking WASI")?;

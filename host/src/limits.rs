@@ -12,7 +12,7 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 pub struct Limits {
     /// Fuel per call (roughly wasm instructions); 0 turns fuel metering off.
     pub fuel: u64,
-    /// Wall-clock time per call.
+    /// Wall-clock time per call; zero turns the deadline (and epoch checks) off.
     pub timeout: Duration,
     /// Linear memory per instance, in bytes.
     pub memory_bytes: usize,
@@ -109,7 +109,9 @@ pub fn arm<T>(store: &mut Store<T>, limits: &Limits) {
             .set_fuel(limits.fuel)
             .expect("fuel is enabled in the engine");
     }
-    store.set_epoch_deadline(limits.deadline_ticks());
+    if !limits.timeout.is_zero() {
+        store.set_epoch_deadline(limits.deadline_ticks());
+    }
 }
 
 /// Fuel the last call used, when fuel is on.

@@ -1,0 +1,112 @@
+//! Starting the servers under test as real processes on 127.0.0.1.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// A server implementation under test.
+#[derive(Clone, Debug)]
+pub struct Kind {
+    pub name: String,
+    program: PathBuf,
+    args: Vec<String>,
+}
+
+impl Kind {
+    /// aiwebengine (release build), with extra `serve` flags.
+    pub fn engine(root: &Path, name: &str, cache: &Path, extra: &[&str]) -> Kind {
+        let mut args = vec!["serve".to_string(), "--cache-dir".into(), cache.display().to_string()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Kind {
+            name: name.into(),
+            program: root.join("target/release/aiwebengine"),
+            args,
+        }
+    }
+
+    /// The Node.js baseline (`bench/node/engine.mjs`) under `node` or `bun`.
+    pub fn baseline(root: &Path, name: &str, runtime: PathBuf) -> Kind {
+        Kind {
+            name: name.into(),
+            program: runtime,
+            args: vec![root.join("bench/node/engine.mjs").display().to_string()],
+        }
+    }
+
+    pub fn is_engine(&self) -> bool {
+        self.name.starts_with("aiwebengine")
+    }
+}
+
+pub struct Server {
+    pub addr: String,
+    pub started: Duration,
+    child: Child,
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl Server {
+    /// Starts `kind` over `scripts` and waits for its "listening on" line.
+    pub async fn start(kind: &Kind, scripts: &Path) -> Result<Server> {
+        let port = free_port()?;
+        let addr = format!("127.0.0.1:{port}");
+        let started = Instant::now();
+        let mut child = Command::new(&kind.program)
+            .args(&kind.args)
+            .arg("--scripts")
+            .arg(scripts)
+            .args(["--listen", &addr])
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "warn,aiwebengine::server=info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", kind.program.display()))?;
+        let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
+        let ready = tokio::time::timeout(Duration::from_secs(120), async {
+            while let Some(line) = lines.next_line().await? {
+                if line.contains("listening on http://") {
+                    return Ok(());
+                }
+            }
+            bail!("{} exited before listening", kind.name)
+        })
+        .await
+        .with_context(|| format!("{} did not start in time", kind.name))??;
+        let _ = ready;
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Server {
+            addr,
+            started: started.elapsed(),
+            child,
+        })
+    }
+
+    /// Resident memory of the server process, in bytes.
+    pub fn rss(&self) -> Result<u64> {
+        let pid = self.child.id().context("server exited")?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .context("VmRSS")?
+            .trim()
+            .trim_end_matches(" kB")
+            .trim()
+            .parse()?;
+        Ok(kb * 1024)
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+}
