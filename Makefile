@@ -35,7 +35,7 @@ unit:
 ## test: everything CI runs (guest rebuild, lint, unit + end-to-end, real-browser)
 test: guest lint unit browser
 
-## bench: the benchmark suite (see bench/README.md)
+## bench: the benchmark suite against Node.js and Bun; writes BENCHMARKS.md (README, Benchmarks)
 bench:
 	bench/run.sh
 

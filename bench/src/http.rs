@@ -15,9 +15,14 @@ pub struct Conn {
 
 impl Conn {
     pub async fn open(addr: &str) -> Result<Conn> {
-        let stream = TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
+        let stream = TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("connecting to {addr}"))?;
         stream.set_nodelay(true)?;
-        Ok(Conn { stream, buf: Vec::new() })
+        Ok(Conn {
+            stream,
+            buf: Vec::new(),
+        })
     }
 
     /// Sends one request and reads one response with a Content-Length body.
@@ -35,7 +40,8 @@ impl Conn {
                     .lines()
                     .find_map(|l| {
                         let (k, v) = l.split_once(':')?;
-                        k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse().ok())?
                     })
                     .unwrap_or(0);
                 while self.buf.len() < end + 4 + len {

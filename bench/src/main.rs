@@ -99,7 +99,11 @@ async fn wrk(b: &Bench, addr: &str, path: &str, post: Option<&str>, secs: u64) -
         )?;
         cmd.arg("-s").arg(lua);
     }
-    let out = cmd.arg(format!("http://{addr}{path}")).output().await.context("running wrk")?;
+    let out = cmd
+        .arg(format!("http://{addr}{path}"))
+        .output()
+        .await
+        .context("running wrk")?;
     let text = String::from_utf8_lossy(&out.stdout);
     let mut load = Load::default();
     for line in text.lines() {
@@ -119,7 +123,11 @@ async fn wrk(b: &Bench, addr: &str, path: &str, post: Option<&str>, secs: u64) -
 }
 
 /// Subscribers that read and discard everything (the "10 subscribers attached").
-async fn idle_readers(addr: &str, path: &str, n: usize) -> Result<Vec<tokio::task::JoinHandle<()>>> {
+async fn idle_readers(
+    addr: &str,
+    path: &str,
+    n: usize,
+) -> Result<Vec<tokio::task::JoinHandle<()>>> {
     let mut tasks = Vec::new();
     for _ in 0..n {
         let mut s = http::subscribe(addr, path).await?;
@@ -131,7 +139,12 @@ async fn idle_readers(addr: &str, path: &str, n: usize) -> Result<Vec<tokio::tas
     Ok(tasks)
 }
 
-async fn throughput(b: &mut Bench, title: &str, kinds: &[Kind], routes: &[(&str, &str, Option<&str>, usize)]) -> Result<()> {
+async fn throughput(
+    b: &mut Bench,
+    title: &str,
+    kinds: &[Kind],
+    routes: &[(&str, &str, Option<&str>, usize)],
+) -> Result<()> {
     let secs = if b.quick { 2 } else { 5 };
     let rounds = if b.quick { 1 } else { 3 };
     let mut servers = Vec::new();
@@ -139,13 +152,18 @@ async fn throughput(b: &mut Bench, title: &str, kinds: &[Kind], routes: &[(&str,
         servers.push(Server::start(kind, &b.seed).await?);
     }
     b.say(&format!("\n## {title}\n"));
-    b.say(&format!("wrk -t2 -c64, {rounds} rounds of {secs} s per server, alternating; medians.\n"));
+    b.say(&format!(
+        "wrk -t2 -c64, {rounds} rounds of {secs} s per server, alternating; medians.\n"
+    ));
     let mut header = "| route | server | req/s | p50 ms | p99 ms |".to_string();
     if kinds.len() > 1 {
         header.push_str(" vs |");
     }
     b.say(&header);
-    b.say(&format!("|---|---|---:|---:|---:|{}", if kinds.len() > 1 { "---|" } else { "" }));
+    b.say(&format!(
+        "|---|---|---:|---:|---:|{}",
+        if kinds.len() > 1 { "---|" } else { "" }
+    ));
     for (label, path, post, subs) in routes {
         let mut results: Vec<Vec<Load>> = vec![Vec::new(); kinds.len()];
         for round in 0..rounds {
@@ -163,9 +181,20 @@ async fn throughput(b: &mut Bench, title: &str, kinds: &[Kind], routes: &[(&str,
             let rps = median(results[k].iter().map(|l| l.rps).collect());
             let p50 = median(results[k].iter().map(|l| l.p50_ms).collect());
             let p99 = median(results[k].iter().map(|l| l.p99_ms).collect());
-            let vs = if k == 0 || kinds.len() == 1 { String::new() } else { format!(" {:.2}x |", first / rps) };
-            let vs = if kinds.len() > 1 && k == 0 { " |".to_string() } else { vs };
-            b.say(&format!("| {label} | {} | {rps:.0} | {p50:.2} | {p99:.2} |{vs}", kind.name));
+            let vs = if k == 0 || kinds.len() == 1 {
+                String::new()
+            } else {
+                format!(" {:.2}x |", first / rps)
+            };
+            let vs = if kinds.len() > 1 && k == 0 {
+                " |".to_string()
+            } else {
+                vs
+            };
+            b.say(&format!(
+                "| {label} | {} | {rps:.0} | {p50:.2} | {p99:.2} |{vs}",
+                kind.name
+            ));
         }
     }
     if kinds.len() > 1 {
@@ -188,7 +217,11 @@ async fn startup(b: &mut Bench) -> Result<()> {
         let kind = Kind::engine(&b.root, "aiwebengine", &cache, &["--no-watch"]);
         cold.push(time_to_first_response(&kind, &b.seed).await?);
     }
-    b.say(&format!("| aiwebengine | cold (compiles the sandbox) | {:.0} | {} |", median(cold.clone()), cold.len()));
+    b.say(&format!(
+        "| aiwebengine | cold (compiles the sandbox) | {:.0} | {} |",
+        median(cold.clone()),
+        cold.len()
+    ));
     let mut kinds = vec![b.engine("aiwebengine", &[])];
     kinds.extend(b.peers.iter().cloned());
     for kind in kinds {
@@ -197,7 +230,11 @@ async fn startup(b: &mut Bench) -> Result<()> {
             warm.push(time_to_first_response(&kind, &b.seed).await?);
         }
         let cache = if kind.is_engine() { "warm" } else { "-" };
-        b.say(&format!("| {} | {cache} | {:.0} | {runs} |", kind.name, median(warm)));
+        b.say(&format!(
+            "| {} | {cache} | {:.0} | {runs} |",
+            kind.name,
+            median(warm)
+        ));
     }
     Ok(())
 }
@@ -205,7 +242,13 @@ async fn startup(b: &mut Bench) -> Result<()> {
 async fn time_to_first_response(kind: &Kind, scripts: &Path) -> Result<f64> {
     let started = Instant::now();
     let server = Server::start(kind, scripts).await?;
-    http::wait_for(&server.addr, "/stocks", "LIVE STOCK TICKER", Duration::from_secs(60)).await?;
+    http::wait_for(
+        &server.addr,
+        "/stocks",
+        "LIVE STOCK TICKER",
+        Duration::from_secs(60),
+    )
+    .await?;
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     server.stop().await;
     Ok(ms)
@@ -213,7 +256,13 @@ async fn time_to_first_response(kind: &Kind, scripts: &Path) -> Result<f64> {
 
 /// Opens `n` subscribers to /chat and spawns a reader per subscriber that
 /// reports when it sees each round's token.
-async fn fan_out_subscribers(addr: &str, n: usize) -> Result<(mpsc::UnboundedReceiver<(usize, Instant)>, Vec<tokio::task::JoinHandle<()>>)> {
+async fn fan_out_subscribers(
+    addr: &str,
+    n: usize,
+) -> Result<(
+    mpsc::UnboundedReceiver<(usize, Instant)>,
+    Vec<tokio::task::JoinHandle<()>>,
+)> {
     let (tx, rx) = mpsc::unbounded_channel();
     let mut tasks = Vec::with_capacity(n);
     for chunk in (0..n).collect::<Vec<_>>().chunks(250) {
@@ -255,13 +304,19 @@ async fn futures_join<F: std::future::Future>(futs: impl Iterator<Item = F>) -> 
 }
 
 async fn subscriber_count(addr: &str) -> usize {
-    let Ok((200, body)) = http::once(addr, "GET", "/_engine/routes", "").await else { return 0 };
+    let Ok((200, body)) = http::once(addr, "GET", "/_engine/routes", "").await else {
+        return 0;
+    };
     // {"path": "/chat", "subscribers": N} in either server's JSON (spacing differs).
     let compact: String = body.chars().filter(|c| !c.is_whitespace()).collect();
     compact
         .split("\"path\":\"/chat\",\"subscribers\":")
         .nth(1)
-        .or_else(|| compact.split("\"subscribers\":").find(|s| s.contains("\"path\":\"/chat\"")))
+        .or_else(|| {
+            compact
+                .split("\"subscribers\":")
+                .find(|s| s.contains("\"path\":\"/chat\""))
+        })
         .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
@@ -272,7 +327,9 @@ async fn fan_out(b: &mut Bench) -> Result<()> {
     let rounds = if b.quick { 3 } else { 5 };
     b.say("\n## Fan-out: POST /chat/send to the last subscriber of /chat receiving it\n");
     b.say(&format!("Median of {rounds} broadcasts; the subscribers are raw sockets in the bench process (which shares the 2 cores).\n"));
-    b.say("| server | subscribers | fan-out ms (median) | worst ms | RSS per idle subscriber KiB |");
+    b.say(
+        "| server | subscribers | fan-out ms (median) | worst ms | RSS per idle subscriber KiB |",
+    );
     b.say("|---|---:|---:|---:|---:|");
     for &n in sizes {
         for kind in b.contenders() {
@@ -333,7 +390,10 @@ async fn many_scripts(b: &mut Bench) -> Result<()> {
         for i in 0..count {
             // Each copy under its own path prefix, so none conflicts with another.
             let source = stocks
-                .replace("registerStreamRoute(\"/", &format!("registerStreamRoute(\"/s{i}/"))
+                .replace(
+                    "registerStreamRoute(\"/",
+                    &format!("registerStreamRoute(\"/s{i}/"),
+                )
                 .replace(", \"/", &format!(", \"/s{i}/"));
             std::fs::write(dir.join(format!("stocks_{i:04}.js")), source)?;
         }
@@ -351,7 +411,13 @@ async fn many_scripts(b: &mut Bench) -> Result<()> {
         let rss1 = base.rss()? as f64;
         base.stop().await;
         let all = Server::start(&kind, &many).await?;
-        http::wait_for(&all.addr, &format!("/s{}/stocks", n - 1), "LIVE STOCK TICKER", Duration::from_secs(30)).await?;
+        http::wait_for(
+            &all.addr,
+            &format!("/s{}/stocks", n - 1),
+            "LIVE STOCK TICKER",
+            Duration::from_secs(30),
+        )
+        .await?;
         let rss = all.rss()? as f64;
         let load_ms = all.started.as_secs_f64() * 1000.0;
         all.stop().await;
@@ -371,11 +437,19 @@ async fn reload(b: &mut Bench) -> Result<()> {
     let dir = b.work.join("reload");
     std::fs::create_dir_all(&dir)?;
     let stocks = std::fs::read_to_string(b.root.join("scripts/stocks.js"))?;
-    let version = |v: usize| format!("{stocks}\nrouteRegistry.registerRoute(\"GET\", \"/version\", () => ({{ body: \"version-{v}\" }}));\n");
+    let version = |v: usize| {
+        format!("{stocks}\nrouteRegistry.registerRoute(\"GET\", \"/version\", () => ({{ body: \"version-{v}\" }}));\n")
+    };
     std::fs::write(dir.join("reload.js"), version(0))?;
     let kind = Kind::engine(&b.root, "aiwebengine", &b.cache, &[]);
     let server = Server::start(&kind, &dir).await?;
-    http::wait_for(&server.addr, "/version", "version-0", Duration::from_secs(10)).await?;
+    http::wait_for(
+        &server.addr,
+        "/version",
+        "version-0",
+        Duration::from_secs(10),
+    )
+    .await?;
     let mut times = Vec::new();
     for v in 1..=iterations {
         let started = Instant::now();
@@ -394,7 +468,10 @@ async fn reload(b: &mut Bench) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     server.stop().await;
-    b.say(&format!("\n## Hot reload: file write to first response of the new version ({} KB script)\n", stocks.len() / 1024));
+    b.say(&format!(
+        "\n## Hot reload: file write to first response of the new version ({} KB script)\n",
+        stocks.len() / 1024
+    ));
     b.say("| writes | median ms | p90 ms | worst ms |");
     b.say("|---:|---:|---:|---:|");
     b.say(&format!(
@@ -409,14 +486,24 @@ async fn reload(b: &mut Bench) -> Result<()> {
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_default();
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     format!("{cores} cores, {cpu}")
 }
 
 async fn version(program: &Path) -> String {
-    match tokio::process::Command::new(program).arg("--version").output().await {
+    match tokio::process::Command::new(program)
+        .arg("--version")
+        .output()
+        .await
+    {
         Ok(out) => String::from_utf8_lossy(&out.stdout).trim().to_string(),
         Err(_) => "?".into(),
     }
@@ -426,7 +513,11 @@ async fn version(program: &Path) -> String {
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
-    let only: Vec<&str> = args.iter().filter(|a| !a.starts_with("--")).map(String::as_str).collect();
+    let only: Vec<&str> = args
+        .iter()
+        .filter(|a| !a.starts_with("--"))
+        .map(String::as_str)
+        .collect();
     let root = std::env::current_dir()?;
     let work = std::env::temp_dir().join(format!("aiwebengine-bench-{}", std::process::id()));
     let seed = work.join("seed");
@@ -461,8 +552,19 @@ async fn main() -> Result<()> {
     b.say("# aiwebengine benchmarks\n");
     b.say(&format!("- date: {started}"));
     b.say(&format!("- machine: {}", machine()));
-    b.say(&format!("- command: `make bench`{}", if quick { " (quick)" } else { "" }));
-    b.say(&format!("- node {} / bun {}", version(&node).await, if bun.exists() { version(&bun).await } else { "-".into() }));
+    b.say(&format!(
+        "- command: `make bench`{}",
+        if quick { " (quick)" } else { "" }
+    ));
+    b.say(&format!(
+        "- node {} / bun {}",
+        version(&node).await,
+        if bun.exists() {
+            version(&bun).await
+        } else {
+            "-".into()
+        }
+    ));
     b.say("- all servers run the same `scripts/` (the seed examples) plus `bench/scripts/json.js`; aiwebengine is the release build with default limits unless a row says otherwise");
 
     let wants = |s: &str| only.is_empty() || only.contains(&s);
@@ -472,7 +574,12 @@ async fn main() -> Result<()> {
     if wants("throughput") {
         let routes = [
             ("GET /stocks", "/stocks", None, 0),
-            ("POST /chat/send, 10 subscribers", "/chat/send", Some(r#"{"user":"bench","message":"hello"}"#), 10),
+            (
+                "POST /chat/send, 10 subscribers",
+                "/chat/send",
+                Some(r#"{"user":"bench","message":"hello"}"#),
+                10,
+            ),
             ("GET /json", "/json", None, 0),
         ];
         let kinds = b.contenders();
@@ -482,10 +589,22 @@ async fn main() -> Result<()> {
         let kinds = vec![
             b.engine("aiwebengine fuel+deadline (default)", &[]),
             b.engine("aiwebengine deadline only (--fuel 0)", &["--fuel", "0"]),
-            b.engine("aiwebengine no limits (--fuel 0 --timeout-ms 0)", &["--fuel", "0", "--timeout-ms", "0"]),
+            b.engine(
+                "aiwebengine no limits (--fuel 0 --timeout-ms 0)",
+                &["--fuel", "0", "--timeout-ms", "0"],
+            ),
         ];
-        let routes = [("GET /json", "/json", None, 0), ("GET /stocks", "/stocks", None, 0)];
-        throughput(&mut b, "Isolation overhead: limits on vs off", &kinds, &routes).await?;
+        let routes = [
+            ("GET /json", "/json", None, 0),
+            ("GET /stocks", "/stocks", None, 0),
+        ];
+        throughput(
+            &mut b,
+            "Isolation overhead: limits on vs off",
+            &kinds,
+            &routes,
+        )
+        .await?;
     }
     if wants("fanout") {
         fan_out(&mut b).await?;
@@ -505,6 +624,10 @@ async fn main() -> Result<()> {
 }
 
 fn humantime_now() -> String {
-    let out = std::process::Command::new("date").arg("-u").arg("+%Y-%m-%d %H:%M UTC").output();
-    out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default()
+    let out = std::process::Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d %H:%M UTC")
+        .output();
+    out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
 }

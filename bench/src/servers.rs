@@ -19,7 +19,11 @@ pub struct Kind {
 impl Kind {
     /// aiwebengine (release build), with extra `serve` flags.
     pub fn engine(root: &Path, name: &str, cache: &Path, extra: &[&str]) -> Kind {
-        let mut args = vec!["serve".to_string(), "--cache-dir".into(), cache.display().to_string()];
+        let mut args = vec![
+            "serve".to_string(),
+            "--cache-dir".into(),
+            cache.display().to_string(),
+        ];
         args.extend(extra.iter().map(|s| s.to_string()));
         Kind {
             name: name.into(),
@@ -49,7 +53,9 @@ pub struct Server {
 }
 
 fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 impl Server {

@@ -205,7 +205,12 @@ impl Actor {
             }
             Ok(Handled::Pending) => {
                 let limit = self.recipe.engine.limits.timeout;
-                let deadline = Instant::now() + if limit.is_zero() { UNLIMITED_WAIT } else { limit };
+                let deadline = Instant::now()
+                    + if limit.is_zero() {
+                        UNLIMITED_WAIT
+                    } else {
+                        limit
+                    };
                 self.deferred.insert(id, Deferred { reply, deadline });
             }
             Err(e) => {

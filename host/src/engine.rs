@@ -59,7 +59,8 @@ impl WasmEngine {
     /// compiled copy made by this very wasmtime for this very wasm.
     pub fn new(cache_dir: Option<&Path>, limits: Limits) -> Result<Self> {
         let epochs = !limits.timeout.is_zero();
-        let engine = Engine::new(&config(limits.fuel > 0, epochs)).context("configuring wasmtime")?;
+        let engine =
+            Engine::new(&config(limits.fuel > 0, epochs)).context("configuring wasmtime")?;
         if epochs {
             start_epoch_ticker(&engine);
         }

@@ -50,30 +50,32 @@ impl RoutePath {
         for (i, segment) in segments.iter().enumerate() {
             key.push('/');
             let last = i + 1 == segments.len();
-            if let Some(name) = segment.strip_prefix(':') {
-                if !valid_name(name) {
-                    return err("a \":\" parameter needs a name of letters, digits or _ and must fill its segment");
-                }
-                if params.iter().any(|p| p == name) {
-                    return err(&format!("parameter {name:?} appears twice"));
-                }
-                key.push_str(&format!("{{p{}}}", params.len()));
-                params.push(name.to_string());
-            } else if let Some(name) = segment.strip_prefix('*') {
-                if !last {
-                    return err("a \"*\" wildcard may only be the last segment");
-                }
-                if !valid_name(name) {
-                    return err("a \"*\" wildcard needs a name, e.g. \"*rest\"");
-                }
-                if params.iter().any(|p| p == name) {
-                    return err(&format!("parameter {name:?} appears twice"));
-                }
-                key.push_str(&format!("{{*p{}}}", params.len()));
-                params.push(name.to_string());
-            } else {
-                key.push_str(&escape(segment));
+            let (name, wildcard) = match segment.strip_prefix(':') {
+                Some(name) => (name, false),
+                None => match segment.strip_prefix('*') {
+                    Some(name) => (name, true),
+                    None => {
+                        key.push_str(&escape(segment));
+                        continue;
+                    }
+                },
+            };
+            if wildcard && !last {
+                return err("a \"*\" wildcard may only be the last segment");
             }
+            if !valid_name(name) {
+                return err(if wildcard {
+                    "a \"*\" wildcard needs a name, e.g. \"*rest\""
+                } else {
+                    "a \":\" parameter needs a name of letters, digits or _ and must fill its segment"
+                });
+            }
+            if params.iter().any(|p| p == name) {
+                return err(&format!("parameter {name:?} appears twice"));
+            }
+            let star = if wildcard { "*" } else { "" };
+            key.push_str(&format!("{{{star}p{}}}", params.len()));
+            params.push(name.to_string());
         }
         Ok(RoutePath {
             source: path.to_string(),

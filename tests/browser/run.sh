@@ -19,8 +19,9 @@ export CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
 # 1. Chromium from apt (playwright's own browser download does not work here).
 if [[ ! -x "$CHROMIUM" ]]; then
   echo "browser: installing chromium via apt"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  sudo_=""; [[ "$(id -u)" == 0 ]] || sudo_=sudo
+  $sudo_ apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq chromium >/dev/null
 fi
 
 # 2. playwright-core. npm writes node_modules/.package-lock.json on install, so a

@@ -26,17 +26,6 @@ async fn serves(server: &TestServer, path: &str, body: &str) {
     .await;
 }
 
-async fn script_status(server: &TestServer, name: &str) -> serde_json::Value {
-    let routes = server.routes().await;
-    routes["scripts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == name)
-        .cloned()
-        .unwrap_or(serde_json::Value::Null)
-}
-
 #[tokio::test]
 async fn adding_a_file_makes_its_routes_live() {
     let server = TestServer::start(&[]).await;
@@ -49,11 +38,11 @@ async fn adding_a_file_makes_its_routes_live() {
 async fn changing_a_file_swaps_in_the_new_version() {
     let server = TestServer::start(&[("app.js", &route("/v", "one"))]).await;
     serves(&server, "/v", "one").await;
-    assert_eq!(script_status(&server, "app.js").await["version"], 1);
+    assert_eq!(server.script("app.js").await["version"], 1);
     server.write("app.js", &(route("/v", "two") + &route("/extra", "x")));
     serves(&server, "/v", "two").await;
     assert_eq!(server.get_text("/extra").await.1, "x");
-    let status = script_status(&server, "app.js").await;
+    let status = server.script("app.js").await;
     assert_eq!(status["version"], 2);
     assert_eq!(status["status"], "ok");
 }
@@ -66,10 +55,10 @@ async fn a_syntax_error_keeps_the_last_good_version_and_a_fix_recovers() {
         "routeRegistry.registerRoute(\"GET\", \"/v\", () => ({ body: \"bad\" });\n",
     );
     eventually("the error is shown", || async {
-        script_status(&server, "app.js").await["status"] == "error"
+        server.script("app.js").await["status"] == "error"
     })
     .await;
-    let status = script_status(&server, "app.js").await;
+    let status = server.script("app.js").await;
     let message = status["error"]["message"].as_str().unwrap();
     assert!(
         message.contains("SyntaxError") && message.contains("app.js:1"),
@@ -80,7 +69,7 @@ async fn a_syntax_error_keeps_the_last_good_version_and_a_fix_recovers() {
     assert_eq!(server.get_text("/v").await, (200, "good".into()));
     server.write("app.js", &route("/v", "fixed"));
     serves(&server, "/v", "fixed").await;
-    let status = script_status(&server, "app.js").await;
+    let status = server.script("app.js").await;
     assert_eq!(status["status"], "ok");
     assert_eq!(status["error"], serde_json::Value::Null);
 }
@@ -93,10 +82,10 @@ async fn a_top_level_throw_keeps_the_last_good_version() {
         &(route("/v", "never") + "throw new Error('load failed on purpose');\n"),
     );
     eventually("the error is shown", || async {
-        script_status(&server, "app.js").await["status"] == "error"
+        server.script("app.js").await["status"] == "error"
     })
     .await;
-    let status = script_status(&server, "app.js").await;
+    let status = server.script("app.js").await;
     assert!(status["error"]["message"]
         .as_str()
         .unwrap()
@@ -110,10 +99,10 @@ async fn a_change_that_loses_a_route_to_another_script_is_refused() {
         TestServer::start(&[("a.js", &route("/a", "a")), ("b.js", &route("/b", "b"))]).await;
     server.write("b.js", &(route("/b", "b2") + &route("/a", "stolen")));
     eventually("b.js reports the conflict", || async {
-        script_status(&server, "b.js").await["status"] == "error"
+        server.script("b.js").await["status"] == "error"
     })
     .await;
-    let message = script_status(&server, "b.js").await["error"]["message"]
+    let message = server.script("b.js").await["error"]["message"]
         .as_str()
         .unwrap()
         .to_string();
@@ -147,10 +136,7 @@ async fn deleting_a_file_removes_its_routes_and_ends_its_streams() {
     }
     assert_eq!(server.get_text("/room").await.0, 404);
     assert_eq!(server.get_text("/o").await.1, "o");
-    assert_eq!(
-        script_status(&server, "chat.js").await,
-        serde_json::Value::Null
-    );
+    assert_eq!(server.script("chat.js").await, serde_json::Value::Null);
 }
 
 #[tokio::test]
@@ -163,8 +149,7 @@ async fn renaming_keeps_serving_and_keeps_stream_subscribers() {
     )
     .unwrap();
     eventually("room.js is loaded", || async {
-        script_status(&server, "room.js").await["status"] == "ok"
-            && script_status(&server, "chat.js").await.is_null()
+        server.script("room.js").await["status"] == "ok" && server.script("chat.js").await.is_null()
     })
     .await;
     let (status, body) = server.post_text("/room/send", "").await;
@@ -180,7 +165,7 @@ async fn a_subscriber_survives_an_edit_and_hears_the_new_version() {
     assert_eq!(sse.next().await.unwrap().json()["v"], "1");
     server.write("chat.js", &chat("2"));
     eventually("version 2 is live", || async {
-        script_status(&server, "chat.js").await["version"] == 2
+        server.script("chat.js").await["version"] == 2
     })
     .await;
     let (_, body) = server.post_text("/room/send", "").await;
@@ -219,9 +204,7 @@ async fn a_save_storm_ends_with_exactly_the_final_state() {
     serves(&server, "/s", "100").await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(server.get_text("/s").await.1, "100");
-    let version = script_status(&server, "storm.js").await["version"]
-        .as_u64()
-        .unwrap();
+    let version = server.script("storm.js").await["version"].as_u64().unwrap();
     assert!(
         version < 100,
         "each save need not be a load: {version} loads for 100 saves"

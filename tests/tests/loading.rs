@@ -4,15 +4,6 @@ mod common;
 
 use common::TestServer;
 
-fn script<'a>(routes: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    routes["scripts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == name)
-        .unwrap_or_else(|| panic!("{name} not listed in {routes}"))
-}
-
 const GOOD: &str = r#"routeRegistry.registerRoute("GET", "/good", () => ({ body: "good" }));"#;
 
 #[tokio::test]
@@ -21,8 +12,7 @@ async fn a_syntax_error_is_reported_with_file_and_line_and_others_serve() {
     let server = TestServer::start(&[("broken.js", broken), ("good.js", GOOD)]).await;
     assert_eq!(server.get_text("/good").await, (200, "good".into()));
     assert_eq!(server.get_text("/x").await.0, 404);
-    let routes = server.routes().await;
-    let s = script(&routes, "broken.js");
+    let s = server.script("broken.js").await;
     assert_eq!(s["status"], "error");
     assert_eq!(s["serving"], false);
     let message = s["error"]["message"].as_str().unwrap();
@@ -38,8 +28,7 @@ async fn a_top_level_throw_is_a_load_error() {
     let throws =
         "routeRegistry.registerRoute('GET', '/t', () => ({}));\nthrow new Error('boom at load');\n";
     let server = TestServer::start(&[("throws.js", throws)]).await;
-    let routes = server.routes().await;
-    let message = script(&routes, "throws.js")["error"]["message"]
+    let message = server.script("throws.js").await["error"]["message"]
         .as_str()
         .unwrap()
         .to_string();
@@ -52,8 +41,7 @@ async fn a_top_level_throw_is_a_load_error() {
 async fn a_misnamed_handler_fails_the_load() {
     let typo = "function realName() { return {}; }\nrouteRegistry.registerRoute('GET', '/n', 'realNmae');\n";
     let server = TestServer::start(&[("typo.js", typo)]).await;
-    let routes = server.routes().await;
-    let message = script(&routes, "typo.js")["error"]["message"]
+    let message = server.script("typo.js").await["error"]["message"]
         .as_str()
         .unwrap()
         .to_string();
@@ -64,8 +52,7 @@ async fn a_misnamed_handler_fails_the_load() {
 async fn an_invalid_route_path_fails_the_load_at_its_line() {
     let bad = "\n\nrouteRegistry.registerRoute('GET', '/files/*', () => ({}));\n";
     let server = TestServer::start(&[("bad.js", bad)]).await;
-    let routes = server.routes().await;
-    let message = script(&routes, "bad.js")["error"]["message"]
+    let message = server.script("bad.js").await["error"]["message"]
         .as_str()
         .unwrap()
         .to_string();
@@ -87,13 +74,12 @@ routeRegistry.registerStreamRoute("/feed");"#;
         (200, "own".into()),
         "the loser's other routes serve"
     );
-    let routes = server.routes().await;
-    let loser = script(&routes, "b_second.js");
+    let loser = server.script("b_second.js").await;
     assert_eq!(loser["status"], "conflict");
     assert_eq!(loser["routes"][0]["conflictsWith"], "a_first.js");
     assert_eq!(loser["routes"][1]["conflictsWith"], serde_json::Value::Null);
     assert_eq!(loser["streams"][0]["conflictsWith"], "a_first.js");
-    assert_eq!(script(&routes, "a_first.js")["status"], "ok");
+    assert_eq!(server.script("a_first.js").await["status"], "ok");
 }
 
 #[tokio::test]

@@ -114,6 +114,18 @@ impl TestServer {
         self.get("/_engine/routes").await.json_value().await
     }
 
+    /// One script's entry in `/_engine/routes`, or `Null` when it is not listed.
+    pub async fn script(&self, name: &str) -> serde_json::Value {
+        let routes = self.routes().await;
+        routes["scripts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .cloned()
+            .unwrap_or(serde_json::Value::Null)
+    }
+
     /// Subscribes to a stream. The server counts the subscriber before it sends
     /// the response head, so a broadcast after this returns reaches it.
     pub async fn subscribe(&self, path: &str) -> Sse {
