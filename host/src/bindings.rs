@@ -5,6 +5,6 @@ wasmtime::component::bindgen!({
     path: "../wit",
 });
 
-pub use aiwebengine::script::host::LogLevel;
-pub use aiwebengine::script::types::{Request, Response, ScriptError};
+pub use self::aiwebengine::script::host::LogLevel;
+pub use self::aiwebengine::script::types::{Request, Response, ScriptError};
 pub use exports::aiwebengine::script::guest::{Config as GuestConfig, Guest, Handled};
