@@ -35,6 +35,10 @@ fn config(fuel: bool, epochs: bool) -> Config {
     config.cranelift_opt_level(wasmtime::OptLevel::Speed);
     config.consume_fuel(fuel);
     config.epoch_interruption(epochs);
+    // For `perf`: name JIT-compiled guest functions in /tmp/perf-PID.map.
+    if std::env::var_os("AIWEBENGINE_PERFMAP").is_some() {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     config
 }
 

@@ -4,15 +4,25 @@ use tracing_subscriber::EnvFilter;
 
 use aiwebengine::cli::{Cli, Command};
 
-#[tokio::main]
-async fn main() -> Result<()> {
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let Command::Serve(args) = &cli.command;
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.workers())
+        .thread_name("http")
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?
+        .block_on(serve(cli))
+}
+
+async fn serve(cli: Cli) -> Result<()> {
     tracing_subscriber::fmt()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
-    let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {
             let listener = tokio::net::TcpListener::bind(args.listen)
