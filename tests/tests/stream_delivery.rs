@@ -208,3 +208,45 @@ async fn subscriber_caps_answer_503() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_subscription_on_a_reused_keep_alive_connection_works_too() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A connection's first request decides its path through the server: a
+    // subscription that follows another request on the same connection is
+    // served by the general HTTP path, and must behave the same.
+    let server = feed().await;
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let body = r#"{"n":0}"#;
+    let post = format!(
+        "POST /feed/send HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    tcp.write_all(post.as_bytes()).await.unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("\"reached\"") {
+        let n = tcp.read(&mut buf).await.unwrap();
+        assert!(n > 0);
+        seen.extend_from_slice(&buf[..n]);
+    }
+    tcp.write_all(
+        b"GET /feed HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\nLast-Event-ID: 0\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    seen.clear();
+    let deadline = tokio::time::Instant::now() + common::TIMEOUT;
+    while !String::from_utf8_lossy(&seen).contains("data: {\"n\":0}") {
+        let n = tokio::time::timeout_at(deadline, tcp.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&seen);
+    assert!(text.contains("text/event-stream"), "{text}");
+    assert!(text.contains("id: 1"), "replayed from the buffer: {text}");
+}

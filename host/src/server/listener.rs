@@ -1,6 +1,8 @@
-//! The accept loop: HTTP/1.1 connections through hyper to the warp filters,
-//! each socket wrapped so that a peer that stops reading cannot hold it open
-//! for ever, and a graceful shutdown that ends streams and waits a bounded time.
+//! The accept loop: HTTP/1.1 connections through hyper to the warp filters
+//! (or, for a connection that opens with a stream subscription, straight to
+//! `direct_sse`), each socket wrapped so that a peer that stops reading cannot
+//! hold it open for ever, and a graceful shutdown that ends streams and waits a
+//! bounded time.
 
 use std::future::Future;
 use std::io;
@@ -13,10 +15,14 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::time::{Instant, Sleep};
 
+use super::direct_sse::{self, Prefixed};
 use crate::app::App;
+
+/// How long a client may take to send a request head.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves until `shutdown` resolves, then: stop accepting, end every stream,
 /// let in-flight requests finish, and give up on stragglers after the
@@ -43,15 +49,28 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = tcp.set_nodelay(true);
-        let io = TokioIo::new(StallGuard::new(tcp, app.settings.write_stall));
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(30))
-            .pipeline_flush(true)
-            .serve_connection(io, TowerToHyperService::new(service.clone()));
-        let conn = graceful.watch(conn);
+        let (app, service, watcher) = (app.clone(), service.clone(), graceful.watcher());
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let mut tcp = tcp;
+            // A connection that opens with a stream subscription is served
+            // without hyper (see direct_sse.rs); everything else goes to hyper.
+            let head = direct_sse::read_head(&mut tcp, HEADER_READ_TIMEOUT).await;
+            if let Some(sub) = direct_sse::subscription(&app, &head) {
+                match direct_sse::serve(&app, tcp, sub).await {
+                    Ok(()) => return,
+                    Err(given_back) => tcp = given_back,
+                }
+            }
+            let io = TokioIo::new(StallGuard::new(
+                Prefixed::new(head, tcp),
+                app.settings.write_stall,
+            ));
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .pipeline_flush(true)
+                .serve_connection(io, TowerToHyperService::new(service));
+            if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!("connection ended: {e}");
             }
         });
@@ -72,14 +91,14 @@ pub async fn serve(
 /// A TCP stream whose writes fail once they have been blocked for `limit`:
 /// hyper then closes the connection. Without it, a client that never reads
 /// keeps its socket, and its subscription, alive indefinitely.
-struct StallGuard {
-    inner: TcpStream,
+struct StallGuard<T> {
+    inner: T,
     limit: Duration,
     stalled: Option<Pin<Box<Sleep>>>,
 }
 
-impl StallGuard {
-    fn new(inner: TcpStream, limit: Duration) -> Self {
+impl<T> StallGuard<T> {
+    fn new(inner: T, limit: Duration) -> Self {
         StallGuard {
             inner,
             limit,
@@ -101,7 +120,7 @@ impl StallGuard {
     }
 }
 
-impl AsyncRead for StallGuard {
+impl<T: AsyncRead + Unpin> AsyncRead for StallGuard<T> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -111,7 +130,7 @@ impl AsyncRead for StallGuard {
     }
 }
 
-impl AsyncWrite for StallGuard {
+impl<T: AsyncWrite + Unpin> AsyncWrite for StallGuard<T> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -2,12 +2,14 @@
 //! own pages (`/_engine`) or, through the live route table, to a script.
 //!
 //! - `listener.rs` the accept loop, stalled-peer guard, graceful shutdown
+//! - `direct_sse.rs` subscriptions that open a connection, served without hyper
 //! - `dispatch.rs` a request to a script handler or a stream subscription
 //! - `sse.rs`      the `text/event-stream` response of a subscription
 //! - `browser.rs`  `/_engine` and `/_engine/routes`
 //! - `reply.rs`    the one mapping from errors to status codes and bodies
 
 mod browser;
+mod direct_sse;
 mod dispatch;
 mod listener;
 mod reply;

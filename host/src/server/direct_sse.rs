@@ -1,0 +1,190 @@
+//! Stream subscriptions served straight on the socket.
+//!
+//! A connection whose first request is `GET <stream path>` with `Accept:
+//! text/event-stream` never needs HTTP again: it is a one-way byte stream until
+//! one side closes it. Handing it to hyper would keep hyper's per-connection
+//! read and write buffers (8 KiB each) alive for as long as the subscriber
+//! stays, and add chunked framing to every frame. So the accept loop reads the
+//! first request head itself; if it is such a subscription, this module
+//! answers it and writes the hub's shared frames directly, with nothing but
+//! the socket and the subscription held per subscriber. Everything else,
+//! including subscriptions made later on a keep-alive connection, goes to
+//! hyper with the bytes already read (see `Prefixed`).
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::StreamExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+
+use crate::app::App;
+
+/// Longest request head read before giving the connection to hyper as it is.
+const MAX_HEAD: usize = 16 * 1024;
+
+const RESPONSE_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\n\
+content-type: text/event-stream\r\n\
+cache-control: no-cache\r\n\
+x-accel-buffering: no\r\n\
+connection: close\r\n\
+\r\n\
+retry: 2000\n\n";
+
+const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
+
+/// Reads until the end of the first request head, the size cap, EOF or the timeout.
+pub async fn read_head(tcp: &mut TcpStream, timeout: Duration) -> BytesMut {
+    let mut buf = BytesMut::with_capacity(1024);
+    let _ = tokio::time::timeout(timeout, async {
+        while buf.len() < MAX_HEAD && !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            match tcp.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    buf
+}
+
+/// A subscription this module can serve, from the first request's head.
+pub struct Subscription {
+    path: String,
+    params: Vec<(String, String)>,
+    last_event_id: Option<u64>,
+}
+
+/// Is `head` a `GET` asking for `text/event-stream` on a registered stream?
+pub fn subscription(app: &App, head: &[u8]) -> Option<Subscription> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut req = httparse::Request::new(&mut headers);
+    if !matches!(req.parse(head), Ok(httparse::Status::Complete(_))) || req.method != Some("GET") {
+        return None;
+    }
+    let value = |name: &str| {
+        req.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .and_then(|h| std::str::from_utf8(h.value).ok())
+    };
+    if !value("accept").is_some_and(|a| a.to_ascii_lowercase().contains("text/event-stream")) {
+        return None;
+    }
+    let target = req.path?;
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let table = app.table.load();
+    let stream = table.lookup(path)?.entry.stream.as_ref()?;
+    Some(Subscription {
+        path: stream.path.clone(),
+        params: url::form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect(),
+        last_event_id: value("last-event-id").and_then(|v| v.trim().parse().ok()),
+    })
+}
+
+/// Serves `sub` on `tcp` until the stream ends, the peer leaves, or a write
+/// stalls. `Err` gives the connection back when the hub refuses (hyper then
+/// answers with the proper status).
+pub async fn serve(app: &App, mut tcp: TcpStream, sub: Subscription) -> Result<(), TcpStream> {
+    let Ok(frames) = app.hub.subscribe(&sub.path, sub.last_event_id, sub.params) else {
+        return Err(tcp);
+    };
+    tracing::debug!(stream = %sub.path, "subscriber connected");
+    let stall = app.settings.write_stall;
+    if write(&mut tcp, RESPONSE_HEAD, stall).await.is_err() {
+        return Ok(());
+    }
+    let keep_alive = app.settings.keep_alive;
+    let mut frames = std::pin::pin!(frames);
+    let mut peer_gone = [0u8; 1];
+    loop {
+        let out: Bytes = tokio::select! {
+            frame = tokio::time::timeout(keep_alive, frames.next()) => match frame {
+                Ok(Some(bytes)) => bytes,
+                Ok(None) => break, // the stream went away, or we lagged too far
+                Err(_idle) => Bytes::from_static(KEEP_ALIVE),
+            },
+            // A subscriber only ever sends its request; a read that returns
+            // means it closed (or misbehaves): either way, we are done.
+            _ = tcp.read(&mut peer_gone) => break,
+        };
+        if write(&mut tcp, &out, stall).await.is_err() {
+            break;
+        }
+    }
+    let _ = tcp.shutdown().await;
+    Ok(())
+}
+
+async fn write(tcp: &mut TcpStream, bytes: &[u8], stall: Duration) -> io::Result<()> {
+    match tokio::time::timeout(stall, tcp.write_all(bytes)).await {
+        Ok(result) => result,
+        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "peer took no data")),
+    }
+}
+
+/// A connection with bytes already read from it put back in front.
+pub struct Prefixed<T> {
+    prefix: BytesMut,
+    inner: T,
+}
+
+impl<T> Prefixed<T> {
+    pub fn new(prefix: BytesMut, inner: T) -> Self {
+        Prefixed { prefix, inner }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Prefixed<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.prefix.has_remaining() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            if !self.prefix.has_remaining() {
+                self.prefix = BytesMut::new(); // give the memory back
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Prefixed<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
