@@ -77,7 +77,7 @@ impl Server {
             .spawn()
             .with_context(|| format!("starting {}", kind.program.display()))?;
         let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
-        let ready = tokio::time::timeout(Duration::from_secs(120), async {
+        tokio::time::timeout(Duration::from_secs(120), async {
             while let Some(line) = lines.next_line().await? {
                 if line.contains("listening on http://") {
                     return Ok(());
@@ -87,7 +87,6 @@ impl Server {
         })
         .await
         .with_context(|| format!("{} did not start in time", kind.name))??;
-        let _ = ready;
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Ok(Server {
             addr,
