@@ -1,12 +1,18 @@
 //! The SSE hub: one broadcast ring per stream path, plus a bounded replay buffer.
 //!
 //! A message is encoded into its SSE frame once and the same bytes are shared
-//! by every subscriber, so a broadcast costs the sender O(1) whatever the
-//! audience (a filtered one also counts who it reached). Each subscriber reads
-//! from the ring at its own pace; one that falls a whole ring behind is
-//! disconnected (its EventSource reconnects and replays), never buffered
-//! without bound. Numbering, buffering and sending happen under one lock, as
-//! does subscribing, so a reconnect replays with no gap and no duplicate.
+//! by every subscriber. The sender (a script's thread) only numbers the frame,
+//! keeps it for replay and queues it: the hub's fan-out thread puts it in the
+//! stream's ring and wakes the subscribers, so a broadcast costs the script
+//! O(1) whatever the audience (a filtered one also counts who it reached).
+//! Each subscriber reads from the ring at its own pace; one that falls a whole
+//! ring behind is disconnected (its EventSource reconnects and replays), never
+//! buffered without bound.
+//!
+//! No gap, no duplicate: numbering, replay and queueing happen under the
+//! stream's lock, as does subscribing, which notes the first id it has not yet
+//! seen; live frames below it (already replayed, or older than the
+//! subscription) are skipped.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -76,6 +82,7 @@ pub struct Hub {
     streams: RwLock<HashMap<String, Arc<StreamChannel>>>,
     limits: HubLimits,
     total: Arc<AtomicUsize>,
+    fan_out: crossbeam_channel::Sender<(Arc<StreamChannel>, Arc<Frame>)>,
 }
 
 struct StreamChannel {
@@ -131,10 +138,21 @@ impl Drop for Subscription {
 
 impl Hub {
     pub fn new(limits: HubLimits) -> Self {
+        let (fan_out, queue) = crossbeam_channel::unbounded::<(Arc<StreamChannel>, Arc<Frame>)>();
+        std::thread::Builder::new()
+            .name("stream fan-out".into())
+            .spawn(move || {
+                // Ends when the hub (the only sender) is dropped.
+                for (stream, frame) in queue {
+                    let _ = stream.tx.send(frame); // Err: nobody is listening
+                }
+            })
+            .expect("starting the stream fan-out thread");
         Hub {
             streams: RwLock::new(HashMap::new()),
             limits,
             total: Arc::new(AtomicUsize::new(0)),
+            fan_out,
         }
     }
 
@@ -196,8 +214,9 @@ impl Hub {
                 subscribers.values().filter(|p| frame.reaches(p)).count()
             }
         };
-        // An Err only means nobody is listening right now.
-        let _ = stream.tx.send(frame);
+        // Queued under the lock, so frames reach the ring in id order.
+        let _ = self.fan_out.send((stream.clone(), frame));
+        drop(state);
         Some(reached)
     }
 
@@ -233,6 +252,8 @@ impl Hub {
         }
         let mut state = stream.state.lock().unwrap();
         let rx = stream.tx.subscribe();
+        // Frames numbered before now were replayed below or predate us.
+        let first_live = state.next_id;
         let id = state.next_subscriber;
         state.next_subscriber += 1;
         stream
@@ -273,7 +294,7 @@ impl Hub {
             .filter_map(move |item| {
                 let frame = item
                     .ok()
-                    .filter(|f| f.reaches(&params))
+                    .filter(|f| f.id >= first_live && f.reaches(&params))
                     .map(|f| f.bytes.clone());
                 futures_util::future::ready(frame)
             });
@@ -360,6 +381,8 @@ mod tests {
         for i in 0..10 {
             send(&hub, &i.to_string());
         }
+        // The fan-out thread fills the ring in the background; wait for it.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         assert!(slow.next().await.is_none());
         drop(slow); // as hyper drops a finished body
         assert_eq!(hub.total_subscribers(), 0);
@@ -432,6 +455,26 @@ mod tests {
             ["id: 2\ndata: for-all\n\n"],
             "replay filters too"
         );
+    }
+
+    #[tokio::test]
+    async fn frames_in_flight_are_neither_duplicated_nor_delivered_early() {
+        // Subscribing right after a broadcast races the fan-out thread; the
+        // outcome must be the same either way.
+        for _ in 0..50 {
+            let hub = hub(HubLimits::default());
+            send(&hub, "1");
+            let mut fresh = Box::pin(hub.subscribe("/s", None, vec![]).unwrap());
+            let mut replaying = Box::pin(hub.subscribe("/s", Some(0), vec![]).unwrap());
+            send(&hub, "2");
+            assert_eq!(take(&mut fresh, 1).await, ["id: 2\ndata: 2\n\n"]);
+            assert_eq!(
+                take(&mut replaying, 2).await,
+                ["id: 1\ndata: 1\n\n", "id: 2\ndata: 2\n\n"]
+            );
+            send(&hub, "3");
+            assert_eq!(take(&mut replaying, 1).await, ["id: 3\ndata: 3\n\n"]);
+        }
     }
 
     #[test]
