@@ -194,7 +194,8 @@ impl Actor {
         }
         let id = self.next_request_id;
         self.next_request_id += 1;
-        match self.call("request", |guest, store| {
+        let route = format!("{} {}", request.method, request.path);
+        match self.call(&route, |guest, store| {
             guest.call_handle(store, id, &request)
         }) {
             Ok(Handled::Done(response)) => {
@@ -236,7 +237,7 @@ impl Actor {
             if let Some(instance) = self.instance.as_mut() {
                 instance.store.data_mut().wakeup = None; // the guest sets the next one
             }
-            let _ = self.call("timer", |guest, store| guest.call_run_timer(store));
+            let _ = self.call("timer callback", |guest, store| guest.call_run_timer(store));
         } else {
             let _ = self.instance();
         }
@@ -300,6 +301,7 @@ impl Actor {
     /// requests still waiting on it.
     fn call<R>(
         &mut self,
+        // The route ("GET /chat") or "timer callback", for the log.
         what: &str,
         f: impl FnOnce(&Guest, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
@@ -330,11 +332,16 @@ impl Actor {
                 let script = &*self.recipe.name;
                 let error = match limit {
                     Some(limit) => {
-                        tracing::warn!(script, call = what, limit = ?limit, fuel_used, "call stopped: exceeded {}", limit.describe());
+                        tracing::warn!(script, route = what, limit = ?limit, fuel_used, "call stopped: exceeded {}", limit.describe());
                         CallError::Limit(limit)
                     }
                     None => {
-                        tracing::error!(script, call = what, fuel_used, "script trapped: {trap:?}");
+                        tracing::error!(
+                            script,
+                            route = what,
+                            fuel_used,
+                            "script trapped: {trap:?}"
+                        );
                         CallError::Trap(trap.root_cause().to_string())
                     }
                 };
