@@ -11,14 +11,15 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
+use bytes::BytesMut;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, Sleep};
 
-use super::direct_sse::{self, Prefixed};
+use super::direct_sse;
 use crate::app::App;
 
 /// How long a client may take to send a request head.
@@ -61,10 +62,7 @@ pub async fn serve(
                     Err(given_back) => tcp = given_back,
                 }
             }
-            let io = TokioIo::new(StallGuard::new(
-                Prefixed::new(head, tcp),
-                app.settings.write_stall,
-            ));
+            let io = TokioIo::new(Connection::new(head, tcp, app.settings.write_stall));
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT)
@@ -88,27 +86,30 @@ pub async fn serve(
     Ok(())
 }
 
-/// A TCP stream whose writes fail once they have been blocked for `limit`:
-/// hyper then closes the connection. Without it, a client that never reads
-/// keeps its socket, and its subscription, alive indefinitely.
-struct StallGuard<T> {
-    inner: T,
-    limit: Duration,
+/// A client connection as hyper sees it: the bytes the accept loop already
+/// read are put back in front, and writes fail once they have been blocked for
+/// `stall_limit`, so hyper closes the connection. Without that, a client that
+/// never reads would keep its socket, and its subscription, alive indefinitely.
+struct Connection {
+    prefix: BytesMut,
+    tcp: TcpStream,
+    stall_limit: Duration,
     stalled: Option<Pin<Box<Sleep>>>,
 }
 
-impl<T> StallGuard<T> {
-    fn new(inner: T, limit: Duration) -> Self {
-        StallGuard {
-            inner,
-            limit,
+impl Connection {
+    fn new(prefix: BytesMut, tcp: TcpStream, stall_limit: Duration) -> Self {
+        Connection {
+            prefix,
+            tcp,
+            stall_limit,
             stalled: None,
         }
     }
 
     /// Called when the socket would block: start or check the stall clock.
     fn poll_stall(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        let limit = self.limit;
+        let limit = self.stall_limit;
         let timer = self
             .stalled
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(Instant::now() + limit)));
@@ -118,31 +119,48 @@ impl<T> StallGuard<T> {
             format!("peer took no data for {limit:?}"),
         )))
     }
-}
 
-impl<T: AsyncRead + Unpin> AsyncRead for StallGuard<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
+    fn wrote(
+        &mut self,
+        result: Poll<io::Result<usize>>,
         cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for StallGuard<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.inner).poll_write(cx, buf) {
+        match result {
             Poll::Pending => self.poll_stall(cx),
             done => {
                 self.stalled = None;
                 done
             }
         }
+    }
+}
+
+impl AsyncRead for Connection {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.prefix.is_empty() {
+            return Pin::new(&mut self.tcp).poll_read(cx, buf);
+        }
+        let n = self.prefix.len().min(buf.remaining());
+        buf.put_slice(&self.prefix.split_to(n));
+        if self.prefix.is_empty() {
+            self.prefix = BytesMut::new(); // give the memory back
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Connection {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.tcp).poll_write(cx, buf);
+        self.wrote(result, cx)
     }
 
     fn poll_write_vectored(
@@ -150,24 +168,19 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for StallGuard<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.inner).poll_write_vectored(cx, bufs) {
-            Poll::Pending => self.poll_stall(cx),
-            done => {
-                self.stalled = None;
-                done
-            }
-        }
+        let result = Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs);
+        self.wrote(result, cx)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        self.tcp.is_write_vectored()
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        Pin::new(&mut self.tcp).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
     }
 }
