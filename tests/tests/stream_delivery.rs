@@ -126,9 +126,16 @@ async fn a_subscriber_that_never_reads_is_dropped_while_a_reader_gets_all_20_mb(
         s.limits.fuel = 0; // serialising 20 MB is honest work, not a runaway
     })
     .await;
-    let mut stalled = RawSubscriber::connect(&server.base, "/feed").await; // never reads
+    // Two that never read: one on a fresh connection (served on the socket),
+    // one on a reused keep-alive connection (served through hyper).
+    let mut stalled = RawSubscriber::connect(&server.base, "/feed").await;
+    let mut stalled_reused =
+        RawSubscriber::connect_after_a_request(&server.base, "/feed", "/_engine/routes").await;
     let mut reader = server.subscribe("/feed").await;
-    assert_eq!(subscribers(&server.routes().await), 2);
+    eventually("three subscribers", || async {
+        subscribers(&server.routes().await) == 3
+    })
+    .await;
     let (status, _) = server.post_text("/feed/big?n=200&size=100000", "").await;
     assert_eq!(status, 200);
     for i in 0..200 {

@@ -306,6 +306,29 @@ impl RawSubscriber {
         }
     }
 
+    /// Like `connect`, but first makes a plain request on the same connection,
+    /// so the subscription rides a reused keep-alive connection.
+    pub async fn connect_after_a_request(base: &str, path: &str, first: &str) -> RawSubscriber {
+        use tokio::io::AsyncWriteExt;
+        let addr = base.trim_start_matches("http://");
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {first} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut sub = RawSubscriber {
+            stream,
+            seen: Vec::new(),
+        };
+        assert!(
+            sub.read_until("\r\n\r\n", TIMEOUT).await,
+            "no answer to {first}"
+        );
+        sub.seen.clear();
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n");
+        sub.stream.write_all(request.as_bytes()).await.unwrap();
+        sub
+    }
+
     /// Reads until `needle` has been seen; false on timeout or end of stream.
     pub async fn read_until(&mut self, needle: &str, wait: Duration) -> bool {
         use tokio::io::AsyncReadExt;
