@@ -144,12 +144,16 @@ async fn a_subscriber_that_never_reads_is_dropped_while_a_reader_gets_all_20_mb(
         assert_eq!(data["i"], i);
         assert_eq!(data["chunk"].as_str().unwrap().len(), 100_000);
     }
-    eventually("the stalled subscriber is disconnected", || async {
+    eventually("both stalled subscribers are disconnected", || async {
         subscribers(&server.routes().await) == 1
     })
     .await;
     assert!(
         stalled.closed_within(Duration::from_secs(10)).await,
+        "its socket is closed"
+    );
+    assert!(
+        stalled_reused.closed_within(Duration::from_secs(10)).await,
         "its socket is closed"
     );
 }
