@@ -265,42 +265,30 @@ async fn fan_out_subscribers(
 )> {
     let (tx, rx) = mpsc::unbounded_channel();
     let mut tasks = Vec::with_capacity(n);
-    for chunk in (0..n).collect::<Vec<_>>().chunks(250) {
-        let subs = futures_join(chunk.iter().map(|_| http::subscribe(addr, "/chat"))).await;
-        for sub in subs {
-            let mut s = sub?;
-            let tx = tx.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = vec![0u8; 4096];
-                let mut round = 0usize;
-                while let Ok(k) = s.read(&mut chunk).await {
-                    if k == 0 {
-                        break;
-                    }
-                    buf.extend_from_slice(&chunk[..k]);
-                    while let Some(at) = http::find(&buf, format!("tok-{round}\"").as_bytes()) {
-                        let _ = tx.send((round, Instant::now()));
-                        buf.drain(..at);
-                        round += 1;
-                    }
-                    if buf.len() > 1 << 16 {
-                        buf.drain(..buf.len() - 64);
-                    }
+    for _ in 0..n {
+        let mut s = http::subscribe(addr, "/chat").await?;
+        let tx = tx.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut buf = Vec::new();
+            let mut chunk = vec![0u8; 4096];
+            let mut round = 0usize;
+            while let Ok(k) = s.read(&mut chunk).await {
+                if k == 0 {
+                    break;
                 }
-            }));
-        }
+                buf.extend_from_slice(&chunk[..k]);
+                while let Some(at) = http::find(&buf, format!("tok-{round}\"").as_bytes()) {
+                    let _ = tx.send((round, Instant::now()));
+                    buf.drain(..at);
+                    round += 1;
+                }
+                if buf.len() > 1 << 16 {
+                    buf.drain(..buf.len() - 64);
+                }
+            }
+        }));
     }
     Ok((rx, tasks))
-}
-
-async fn futures_join<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
-    let handles: Vec<_> = futs.collect();
-    let mut out = Vec::with_capacity(handles.len());
-    for f in handles {
-        out.push(f.await);
-    }
-    out
 }
 
 async fn subscriber_count(addr: &str) -> usize {

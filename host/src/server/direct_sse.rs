@@ -19,20 +19,19 @@ use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::sse::{accepts_event_stream, KEEP_ALIVE, PREAMBLE};
 use crate::app::App;
 
 /// Longest request head read before giving the connection to hyper as it is.
 const MAX_HEAD: usize = 16 * 1024;
 
+/// The same headers `sse.rs` sets; the connection ends with the stream.
 const RESPONSE_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\n\
 content-type: text/event-stream\r\n\
 cache-control: no-cache\r\n\
 x-accel-buffering: no\r\n\
 connection: close\r\n\
-\r\n\
-retry: 2000\n\n";
-
-const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
+\r\n";
 
 /// Reads until the end of the first request head, the size cap, EOF or the timeout.
 pub async fn read_head(tcp: &mut TcpStream, timeout: Duration) -> BytesMut {
@@ -69,7 +68,7 @@ pub fn subscription(app: &App, head: &[u8]) -> Option<Subscription> {
             .find(|h| h.name.eq_ignore_ascii_case(name))
             .and_then(|h| std::str::from_utf8(h.value).ok())
     };
-    if !value("accept").is_some_and(|a| a.to_ascii_lowercase().contains("text/event-stream")) {
+    if !value("accept").is_some_and(accepts_event_stream) {
         return None;
     }
     let target = req.path?;
@@ -94,7 +93,10 @@ pub async fn serve(app: &App, mut tcp: TcpStream, sub: Subscription) -> Result<(
     };
     tracing::debug!(stream = %sub.path, "subscriber connected");
     let stall = app.settings.write_stall;
-    if write(&mut tcp, RESPONSE_HEAD, stall).await.is_err() {
+    if write(&mut tcp, &[RESPONSE_HEAD, PREAMBLE].concat(), stall)
+        .await
+        .is_err()
+    {
         return Ok(());
     }
     let keep_alive = app.settings.keep_alive;

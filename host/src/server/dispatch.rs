@@ -102,7 +102,7 @@ fn wants_event_stream(headers: &HeaderMap) -> bool {
         .get_all(header::ACCEPT)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .any(|v| v.to_ascii_lowercase().contains("text/event-stream"))
+        .any(super::sse::accepts_event_stream)
 }
 
 /// Percent-decodes a path piece; bytes that do not form UTF-8 become U+FFFD.

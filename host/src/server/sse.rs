@@ -15,8 +15,14 @@ use crate::registry::StreamRoute;
 use crate::streams::{Params, SubscribeError};
 
 /// Sent first on every connection: how long EventSource waits before reconnecting.
-const PREAMBLE: &[u8] = b"retry: 2000\n\n";
-const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
+pub(super) const PREAMBLE: &[u8] = b"retry: 2000\n\n";
+/// Sent on a stream idle for the keep-alive interval.
+pub(super) const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
+
+/// Does this `Accept` header value ask for an event stream?
+pub(super) fn accepts_event_stream(accept: &str) -> bool {
+    accept.to_ascii_lowercase().contains("text/event-stream")
+}
 
 fn last_event_id(headers: &HeaderMap) -> Option<u64> {
     headers
