@@ -79,6 +79,9 @@ pub struct App {
     pub hub: Arc<Hub>,
     pub table: ArcSwap<RouteTable>,
     slots: Mutex<BTreeMap<String, Slot>>,
+    /// One reconcile at a time: the first load and a watcher batch (the watch
+    /// starts first) must not load the same unchanged file twice.
+    reconciling: tokio::sync::Mutex<()>,
 }
 
 /// A script as the route browser shows it.
@@ -106,6 +109,7 @@ impl App {
             hub,
             table: ArcSwap::from_pointee(RouteTable::default()),
             slots: Mutex::new(BTreeMap::new()),
+            reconciling: tokio::sync::Mutex::new(()),
         }))
     }
 
@@ -127,6 +131,7 @@ impl App {
     /// swapped once for the whole batch. A version that fails to load, or that
     /// would lose a route its predecessor served, leaves the predecessor serving.
     pub async fn reconcile(self: &Arc<Self>, names: Option<BTreeSet<String>>) {
+        let _one_at_a_time = self.reconciling.lock().await;
         let names = names.unwrap_or_else(|| self.all_names());
         let mut candidates = Vec::new();
         let mut gone = Vec::new();

@@ -378,11 +378,20 @@ mod tests {
             ..HubLimits::default()
         });
         let mut slow = Box::pin(hub.subscribe("/s", None, vec![]).unwrap());
-        for i in 0..10 {
+        // A receiver of our own sees when the fan-out thread has put the last
+        // frame in the ring (it lags too, and skips ahead).
+        let mut probe = hub.get("/s").unwrap().tx.subscribe();
+        for i in 1..=10 {
             send(&hub, &i.to_string());
         }
-        // The fan-out thread fills the ring in the background; wait for it.
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match tokio::time::timeout_at(deadline, probe.recv()).await {
+                Ok(Ok(frame)) if frame.id == 10 => break,
+                Ok(_) => {}
+                Err(_) => panic!("the fan-out thread never delivered frame 10"),
+            }
+        }
         assert!(slow.next().await.is_none());
         drop(slow); // as hyper drops a finished body
         assert_eq!(hub.total_subscribers(), 0);

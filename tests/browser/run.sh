@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Real-browser end-to-end tests of the seed example pages (scripts/*.js).
 #
-# Starts the debug server on a free 127.0.0.1 port with a temporary copy of scripts/,
-# then runs tests/browser/*.test.mjs with node's built-in test runner and headless
-# Chromium (driven by playwright-core). Screenshots land in target/screenshots/.
+# Starts the debug server on 127.0.0.1 port 0 (it picks a free port and logs it) with
+# a temporary copy of scripts/, then runs tests/browser/*.test.mjs with node's built-in
+# test runner and headless Chromium (driven by playwright-core). Screenshots land in
+# target/screenshots/.
 #
 # Environment:
 #   AIWEBENGINE_BIN  use this server binary instead of building target/debug/aiwebengine
@@ -57,29 +58,38 @@ cleanup() {
   exit $rc
 }
 trap cleanup EXIT
+# Interrupted: still stop the server (cleanup runs on the way out).
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 mkdir -p "$WORK/scripts"
 cp scripts/*.js "$WORK/scripts/"
 
-# Ask the OS for a free port (a tiny race with other processes is acceptable here).
-PORT="$(node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); });')"
-export BASE_URL="http://127.0.0.1:$PORT"
-
-NO_COLOR=1 "$BIN" serve --scripts "$WORK/scripts" --listen "127.0.0.1:$PORT" --no-watch \
-  >"$WORK/server.log" 2>&1 &
+# Port 0: the server binds a free port itself and logs the address it got, so
+# no other process can take the port in between. The compiled guest is cached
+# under target/, never in ~/.cache.
+NO_COLOR=1 RUST_LOG=info "$BIN" serve --scripts "$WORK/scripts" --listen 127.0.0.1:0 --no-watch \
+  --cache-dir "$ROOT/target/browser-guest-cache" >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 
-# Ready when the route browser answers (at most 30 s: the first start compiles the guest).
-for _ in $(seq 150); do
-  if curl -sf -o /dev/null "$BASE_URL/_engine/routes"; then break; fi
+# Ready when it logs its address (at most 60 s: the first start compiles the guest).
+BASE_URL=""
+for _ in $(seq 300); do
+  BASE_URL="$(grep -o 'listening on http://127\.0\.0\.1:[0-9]*' "$WORK/server.log" | head -n 1 | sed 's/^listening on //')" || true
+  if [[ -n "$BASE_URL" ]]; then break; fi
   if ! kill -0 "$SERVER_PID" 2>/dev/null; then
     echo "browser: server exited during startup" >&2
     exit 1
   fi
   sleep 0.2
 done
-curl -sf -o /dev/null "$BASE_URL/_engine/routes" || {
-  echo "browser: server not ready at $BASE_URL after 30 s" >&2
+if [[ -z "$BASE_URL" ]]; then
+  echo "browser: the server logged no address after 60 s" >&2
+  exit 1
+fi
+export BASE_URL
+curl -sf -o /dev/null --max-time 10 "$BASE_URL/_engine/routes" || {
+  echo "browser: server at $BASE_URL does not answer" >&2
   exit 1
 }
 

@@ -188,12 +188,24 @@ test("stocks: Update Prices fills the ticker with five stocks", TEST_OPTS, async
 
 test("dashboard: Refresh Data updates the metrics", TEST_OPTS, async () => {
   const context = await newContext();
+  // The page POSTs /update-stats once on load and then every 5 s; turn the 5 s
+  // auto-refresh off so that any later POST can only come from the button.
+  await context.addInitScript(() => {
+    const realSetInterval = window.setInterval;
+    window.setInterval = (fn, ms, ...args) => (ms === 5000 ? 0 : realSetInterval(fn, ms, ...args));
+  });
+  const posts = [];
+  context.on("request", (r) => {
+    if (r.method() === "POST" && r.url().endsWith("/update-stats")) posts.push(r);
+  });
   try {
     const { page, errors } = await openPage(context, "/dashboard");
     await waitForSubscribers("/system-stats", 1);
 
-    // Every stats message adds one bar to the request-rate chart (up to 10). The page also
-    // POSTs /update-stats on load and every 5 s, so count bars rather than expect a number.
+    // The on-load POST was made while the page loaded; let it finish. Every stats
+    // message adds one bar to the request-rate chart (up to 10).
+    assert.equal(posts.length, 1, "only the on-load POST so far");
+    await posts[0].response();
     const bars = page.locator("#requestChart .chart-bar");
     const before = await bars.count();
     const posted = page.waitForResponse(
@@ -202,6 +214,7 @@ test("dashboard: Refresh Data updates the metrics", TEST_OPTS, async () => {
     );
     await button(page, "Refresh Data").click();
     assert.equal((await posted).status(), 200);
+    assert.equal(posts.length, 2, "the button posted");
     await page.waitForFunction(
       (n) => document.querySelectorAll("#requestChart .chart-bar").length > n,
       before,

@@ -162,6 +162,8 @@ impl Event {
 pub struct Sse {
     pub status: u16,
     pub content_type: String,
+    /// The whole response head's headers (`Retry-After`, `Cache-Control`...).
+    pub headers: reqwest::header::HeaderMap,
     body: futures_util::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
     buf: BytesMut,
 }
@@ -187,6 +189,7 @@ impl Sse {
         Sse {
             status,
             content_type,
+            headers: res.headers().clone(),
             body: res.bytes_stream().boxed(),
             buf: BytesMut::new(),
         }
@@ -296,7 +299,10 @@ impl RawSubscriber {
     pub async fn connect(base: &str, path: &str) -> RawSubscriber {
         use tokio::io::AsyncWriteExt;
         let addr = base.trim_start_matches("http://");
-        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut stream = tokio::time::timeout(TIMEOUT, tokio::net::TcpStream::connect(addr))
+            .await
+            .expect("connect timed out")
+            .unwrap();
         let request =
             format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n");
         stream.write_all(request.as_bytes()).await.unwrap();
@@ -347,6 +353,28 @@ impl RawSubscriber {
                 _ => return false,
             }
         }
+    }
+
+    /// Reads and keeps everything until the server closes the connection; false
+    /// if it is still open after `wait`.
+    pub async fn read_to_close(&mut self, wait: Duration) -> bool {
+        use tokio::io::AsyncReadExt;
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return true,
+                Ok(Ok(n)) => self
+                    .seen
+                    .extend_from_slice(buf.get(..n).unwrap_or_default()),
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// Everything read so far, as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.seen).into_owned()
     }
 
     /// True once the server has closed the connection (reads hit the end).

@@ -1,6 +1,6 @@
 //! Hot reload over a real watched temp folder.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -182,14 +182,25 @@ async fn a_subscriber_survives_an_edit_and_hears_the_new_version() {
 #[tokio::test]
 async fn hidden_and_temp_files_are_ignored() {
     let server = TestServer::start(&[("app.js", &route("/v", "v"))]).await;
-    server.write(".app.js.swp", &route("/swp", "x"));
-    server.write("app.js~", &route("/tilde", "x"));
+    // Each name ends in `.js`, so only its own rule (a leading `.` or `#`, a `~`
+    // anywhere) keeps it out.
+    server.write(".hidden.js", &route("/dot", "x"));
+    server.write("#autosave.js", &route("/hash", "x"));
+    server.write("app~backup.js", &route("/tilde", "x"));
     server.write("notes.txt", &route("/txt", "x"));
+    // Changes are applied in order: once a later file serves, the ones above were seen.
     server.write("zz.js", &route("/marker", "m"));
     serves(&server, "/marker", "m").await;
-    for path in ["/swp", "/tilde", "/txt"] {
+    for path in ["/dot", "/hash", "/tilde", "/txt"] {
         assert_eq!(server.get_text(path).await.0, 404, "{path}");
     }
+    let names: Vec<String> = server.routes().await["scripts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["app.js", "zz.js"]);
 }
 
 #[tokio::test]
@@ -202,7 +213,10 @@ async fn a_save_storm_ends_with_exactly_the_final_state() {
         }
     }
     serves(&server, "/s", "100").await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // No stale save may land after the final one: once a later file has been
+    // applied, the storm is over.
+    server.write("zz_marker.js", &route("/marker", "m"));
+    serves(&server, "/marker", "m").await;
     assert_eq!(server.get_text("/s").await.1, "100");
     let version = server.script("storm.js").await["version"].as_u64().unwrap();
     assert!(
@@ -271,9 +285,95 @@ async fn steady_load_on_a_neighbour_sees_no_failures_across_reloads() {
 async fn no_watch_turns_hot_reload_off() {
     let server =
         TestServer::start_with(&[("app.js", &route("/v", "one"))], |s| s.watch = false).await;
+    // A watching server on the same folder shows when the changes were there to see.
+    let watching = TestServer::start_with(&[], |s| {
+        s.scripts_dir = server.dir.path().to_path_buf();
+    })
+    .await;
+    serves(&watching, "/v", "one").await;
     server.write("app.js", &route("/v", "two"));
     server.write("new.js", &route("/new", "n"));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    serves(&watching, "/v", "two").await;
+    serves(&watching, "/new", "n").await;
     assert_eq!(server.get_text("/v").await.1, "one");
     assert_eq!(server.get_text("/new").await.0, 404);
+}
+
+fn stream_script(path: &str) -> String {
+    format!("routeRegistry.registerStreamRoute(\"{path}\");\n")
+}
+
+#[tokio::test]
+async fn an_edit_that_drops_a_stream_closes_it_and_keeps_the_others() {
+    let both = stream_script("/kept") + &stream_script("/dropped");
+    let server = TestServer::start(&[("s.js", &both)]).await;
+    let mut kept = server.subscribe("/kept").await;
+    let mut dropped = server.subscribe("/dropped").await;
+    server.write(
+        "s.js",
+        &(stream_script("/kept")
+            + "routeRegistry.registerRoute(\"POST\", \"/send\", () => ({ body: { reached: sendStreamMessage({ v: 2 }) } }));\n"),
+    );
+    assert_eq!(dropped.next().await, None, "the dropped stream ends");
+    serves_post(&server, "/send", r#"{"reached":1}"#).await;
+    assert_eq!(kept.next().await.unwrap().json()["v"], 2);
+    assert_eq!(server.get_text("/dropped").await.0, 404);
+}
+
+async fn serves_post(server: &TestServer, path: &str, body: &str) {
+    eventually(&format!("POST {path} answers {body:?}"), || async {
+        server.post_text(path, "").await == (200, body.to_string())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_reload_that_trips_a_limit_at_load_keeps_the_last_good_version() {
+    let server = TestServer::start(&[("app.js", &route("/v", "good"))]).await;
+    server.write("app.js", &(route("/v", "never") + "while (true) {}\n"));
+    eventually("the error is shown", || async {
+        server.script("app.js").await["status"] == "error"
+    })
+    .await;
+    let status = server.script("app.js").await;
+    let message = status["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("exceeded its CPU budget while running its top level"),
+        "{message}"
+    );
+    assert_eq!(status["version"], 1);
+    assert_eq!(server.get_text("/v").await, (200, "good".into()));
+}
+
+#[tokio::test]
+async fn a_reload_that_would_lose_a_stream_to_another_script_is_refused() {
+    let server = TestServer::start(&[
+        ("a.js", &stream_script("/a-feed")),
+        ("b.js", &(stream_script("/b-feed") + &route("/b", "b"))),
+    ])
+    .await;
+    let sub = server.subscribe("/b-feed").await;
+    server.write(
+        "b.js",
+        &(stream_script("/b-feed") + &stream_script("/a-feed") + &route("/b", "b2")),
+    );
+    eventually("b.js reports the conflict", || async {
+        server.script("b.js").await["status"] == "error"
+    })
+    .await;
+    let b = server.script("b.js").await;
+    let message = b["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("/a-feed") && message.contains("a.js"),
+        "{message}"
+    );
+    assert_eq!(b["version"], 1);
+    assert_eq!(
+        server.get_text("/b").await.1,
+        "b",
+        "the previous b.js serves"
+    );
+    // Its subscriber is still there.
+    assert_eq!(server.script("b.js").await["streams"][0]["subscribers"], 1);
+    drop(sub);
 }

@@ -1,6 +1,6 @@
 //! setTimeout, setInterval and Promises inside a script's actor.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -12,10 +12,15 @@ async fn timers() -> TestServer {
     TestServer::start(&[("timers.js", &fixture("timers.js"))]).await
 }
 
-async fn quiet(sse: &mut common::Sse, wait_ms: u64) -> bool {
-    sse.next_within(Duration::from_millis(wait_ms))
-        .await
-        .is_err()
+/// Asks the script for a marker event `ms` from now and returns the next event:
+/// the marker itself when nothing else was sent meanwhile.
+async fn next_after_marker(
+    server: &TestServer,
+    sse: &mut common::Sse,
+    ms: u64,
+) -> serde_json::Value {
+    server.post(&format!("/marker?ms={ms}"), "").await;
+    sse.next().await.unwrap().json()
 }
 
 #[tokio::test]
@@ -31,7 +36,12 @@ async fn an_interval_heartbeat_reaches_subscribers_then_stops() {
     for beat in 1..=4 {
         assert_eq!(sse.next().await.unwrap().json(), json!({ "beat": beat }));
     }
-    assert!(quiet(&mut sse, 200).await, "clearInterval stopped it");
+    // The interval ran every 15 ms: a fifth beat would come before this marker.
+    assert_eq!(
+        next_after_marker(&server, &mut sse, 100).await,
+        json!({ "marker": "100" }),
+        "clearInterval stopped it"
+    );
 }
 
 #[tokio::test]
@@ -43,7 +53,11 @@ async fn set_timeout_fires_once_with_its_arguments() {
         sse.next().await.unwrap().json(),
         json!({ "once": ["x", 42] })
     );
-    assert!(quiet(&mut sse, 150).await);
+    assert_eq!(
+        next_after_marker(&server, &mut sse, 50).await,
+        json!({ "marker": "50" }),
+        "it fired once"
+    );
 }
 
 #[tokio::test]
@@ -72,15 +86,26 @@ async fn an_async_handler_awaiting_a_timer_answers_after_it() {
     assert!(v["slept"].as_u64().unwrap() >= 80, "{v}");
     assert!(started.elapsed() >= Duration::from_millis(80));
     // Meanwhile the script keeps serving others: a sleeping request does not block it.
+    let mut sse = server.subscribe("/timers").await;
     let sleeper = {
-        let url = server.url("/sleep?ms=400");
-        tokio::spawn(async move { reqwest::get(url).await.unwrap().status() })
+        let url = server.url("/announced-sleep?ms=2000");
+        tokio::spawn(async move {
+            let status = reqwest::get(url).await.unwrap().status();
+            (status, std::time::Instant::now())
+        })
     };
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let quick = std::time::Instant::now();
+    assert_eq!(
+        sse.next().await.unwrap().json(),
+        json!({ "sleeping": true })
+    );
     assert_eq!(server.get_text("/ok").await.0, 200);
-    assert!(quick.elapsed() < Duration::from_millis(300));
-    assert_eq!(sleeper.await.unwrap(), 200);
+    let answered = std::time::Instant::now();
+    let (status, woke) = sleeper.await.unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        answered < woke,
+        "/ok was answered while the other request slept"
+    );
     let (status, body) = server.get_text("/sleep-then-throw").await;
     assert_eq!(status, 500);
     assert!(body.contains("TypeError: woke up angry"), "{body}");
@@ -164,7 +189,10 @@ async fn the_seed_batching_pattern_delivers_every_update_exactly_once() {
     let unique: BTreeSet<u64> = seen.iter().copied().collect();
     assert_eq!(seen.len(), 40, "no duplicates: {seen:?}");
     assert_eq!(unique, (0..40).collect(), "nothing lost");
-    assert!(quiet(&mut sse, 100).await, "empty queues send nothing");
+    // Empty queues send nothing: the next batch holds only the next update.
+    server.post("/update", "99").await;
+    let batch = sse.next().await.unwrap().json();
+    assert_eq!(batch["updates"], json!([99]), "empty queues send nothing");
 }
 
 #[tokio::test]

@@ -1,6 +1,6 @@
 //! Scripts that fail to load, and scripts that fight over routes.
 
-mod common;
+use crate::common;
 
 use common::TestServer;
 
@@ -89,4 +89,53 @@ async fn an_empty_folder_serves_the_route_browser() {
     assert_eq!(routes["scripts"], serde_json::json!([]));
     assert_eq!(server.get_text("/good").await.0, 404);
     assert_eq!(server.get_text("/_engine").await.0, 200);
+}
+
+async fn load_error(name: &str, source: &str) -> String {
+    let server = TestServer::start(&[(name, source), ("good.js", GOOD)]).await;
+    assert_eq!(server.get_text("/good").await.1, "good", "neighbours load");
+    let script = server.script(name).await;
+    assert_eq!(script["status"], "error", "{script}");
+    script["error"]["message"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn an_invalid_method_fails_the_load() {
+    let message = load_error(
+        "method.js",
+        "routeRegistry.registerRoute('FETCH ME', '/m', () => ({}));\n",
+    )
+    .await;
+    assert!(
+        message.contains("FETCH ME") && message.contains("method.js:1"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn engine_paths_are_reserved() {
+    for (name, source) in [
+        (
+            "route.js",
+            "routeRegistry.registerRoute('GET', '/_engine/mine', () => ({}));\n",
+        ),
+        (
+            "stream.js",
+            "routeRegistry.registerStreamRoute('/_engine');\n",
+        ),
+    ] {
+        let message = load_error(name, source).await;
+        assert!(message.contains("/_engine"), "{name}: {message}");
+    }
+}
+
+#[tokio::test]
+async fn a_stream_path_with_parameters_fails_the_load() {
+    for source in [
+        "routeRegistry.registerStreamRoute('/rooms/:id');\n",
+        "routeRegistry.registerStreamRoute('/files/*rest');\n",
+    ] {
+        let message = load_error("stream.js", source).await;
+        assert!(message.contains("stream.js:1"), "{source}: {message}");
+    }
 }

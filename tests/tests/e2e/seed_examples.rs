@@ -1,6 +1,6 @@
 //! The seed documentation's five examples, unmodified, served side by side.
 
-mod common;
+use crate::common;
 
 use common::{seed_script, JsonValue, TestServer};
 

@@ -1,7 +1,7 @@
 //! Hostile scripts: each trips a limit, gets the right 5xx, serves again right
 //! after, and never slows or breaks a neighbour.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -12,9 +12,14 @@ use common::{fixture, TestServer};
 const NEIGHBOUR: &str =
     r#"routeRegistry.registerRoute("GET", "/neighbour", () => ({ body: "fine" }));"#;
 
+/// A hostile script beside a neighbour. The wall-clock deadline is off, so on a
+/// loaded machine it cannot trip before the limit a test is about.
 async fn hostile(name: &str) -> TestServer {
     let source = fixture(&format!("hostile/{name}"));
-    TestServer::start(&[(name, &source), ("neighbour.js", NEIGHBOUR)]).await
+    TestServer::start_with(&[(name, &source), ("neighbour.js", NEIGHBOUR)], |s| {
+        s.limits.timeout = Duration::ZERO
+    })
+    .await
 }
 
 async fn assert_limit(server: &TestServer, path: &str, status: u16, words: &[&str]) {
@@ -75,10 +80,13 @@ async fn an_allocation_bomb_hits_the_memory_cap() {
 #[tokio::test]
 async fn runaway_recursion_is_an_error_not_a_crash() {
     let server = hostile("runaway_recursion.js").await;
-    let (status, body) = server.get_text("/recurse").await;
-    assert!(status == 500 || status == 503, "{status}: {body}");
-    assert!(body.contains("runaway_recursion.js"), "{body}");
-    assert!(body.to_lowercase().contains("stack"), "{body}");
+    assert_limit(
+        &server,
+        "/recurse",
+        503,
+        &["runaway_recursion.js", "exceeded its stack limit"],
+    )
+    .await;
     assert_eq!(server.get_text("/ok").await, (200, "ok".into()));
 }
 
@@ -122,25 +130,43 @@ async fn a_top_level_infinite_loop_is_a_load_error() {
 #[tokio::test]
 async fn a_full_queue_answers_503_with_retry_after_at_once() {
     let source = fixture("hostile/busy_wait.js");
-    let server =
-        Arc::new(TestServer::start_with(&[("busy_wait.js", &source)], |s| s.queue_depth = 2).await);
-    let calls: Vec<_> = (0..8)
-        .map(|_| {
-            let server = server.clone();
-            tokio::spawn(async move { server.get("/slow?ms=150").await })
+    let server = Arc::new(
+        TestServer::start_with(&[("busy_wait.js", &source)], |s| {
+            s.queue_depth = 2;
+            s.limits.fuel = 0;
+            s.limits.timeout = Duration::ZERO;
         })
-        .collect();
-    let mut statuses = Vec::new();
-    for call in calls {
-        let res = call.await.unwrap();
-        if res.status() == 503 {
-            assert_eq!(res.headers()["retry-after"], "1");
-        }
-        statuses.push(res.status().as_u16());
+        .await,
+    );
+    let mut busy = server.subscribe("/busy").await;
+    let spawn = |path: &str| {
+        let (server, path) = (server.clone(), path.to_string());
+        tokio::spawn(async move {
+            let res = server.get(&path).await;
+            let at = std::time::Instant::now();
+            let retry = res.headers().get("retry-after").cloned();
+            (res.status().as_u16(), retry, res.text().await.unwrap(), at)
+        })
+    };
+    // One call occupies the script for a while...
+    let running = spawn("/slow?ms=3000&tag=running");
+    assert_eq!(busy.next().await.unwrap().json()["started"], "running");
+    // ...meanwhile two more fit its queue (depth 2) and five are refused at once.
+    let others: Vec<_> = (0..7).map(|_| spawn("/slow?ms=1")).collect();
+    let mut answers = Vec::new();
+    for call in others {
+        answers.push(call.await.unwrap());
     }
-    let busy = statuses.iter().filter(|s| **s == 503).count();
-    assert!(busy >= 4, "{statuses:?}");
-    assert!(statuses.contains(&200), "{statuses:?}");
+    let (status, _, body, finished) = running.await.unwrap();
+    assert_eq!((status, body.as_str()), (200, "done"));
+    let refused: Vec<_> = answers.iter().filter(|a| a.0 == 503).collect();
+    let served = answers.iter().filter(|a| a.0 == 200).count();
+    assert_eq!((refused.len(), served), (5, 2), "{answers:?}");
+    for (_, retry, body, at) in refused {
+        assert_eq!(retry.as_ref().map(|v| v.to_str().unwrap()), Some("1"));
+        assert!(body.contains("script busy_wait.js is overloaded"), "{body}");
+        assert!(*at < finished, "refused at once, not after the queue moved");
+    }
 }
 
 #[tokio::test]
@@ -169,22 +195,75 @@ async fn a_spinning_script_does_not_stop_its_neighbours() {
 #[tokio::test]
 async fn repeated_traps_back_off_instead_of_restarting_in_a_loop() {
     let server = hostile("infinite_loop.js").await;
-    let mut statuses = Vec::new();
-    for _ in 0..6 {
+    // The first three failures are each answered by the limit itself, and each
+    // next call gets a fresh instance at once.
+    for _ in 0..3 {
         let res = server.get("/spin").await;
-        statuses.push((
-            res.status().as_u16(),
-            res.headers().get("retry-after").is_some(),
-        ));
+        assert_eq!(res.status(), 503);
+        assert!(res.headers().get("retry-after").is_none());
+        let body = res.text().await.unwrap();
+        assert!(body.contains("exceeded its CPU budget"), "{body}");
     }
-    // After three failures in a row, calls are refused with Retry-After while backing off.
+    // After the third, restarts are spaced out; a call in that window is refused
+    // with Retry-After. (A restart may slip in between two calls, and trip again,
+    // so allow a few tries: the window doubles each time.)
+    let mut refused = None;
+    for _ in 0..8 {
+        let res = server.get("/spin").await;
+        if res.headers().get("retry-after").is_some() {
+            refused = Some((res.status().as_u16(), res.text().await.unwrap()));
+            break;
+        }
+        assert_eq!(res.status(), 503);
+    }
+    let (status, body) = refused.expect("no call was refused while backing off");
+    assert_eq!(status, 503);
     assert!(
-        statuses.iter().any(|(s, retry)| *s == 503 && *retry),
-        "{statuses:?}"
+        body.contains("script infinite_loop.js is restarting after repeated failures"),
+        "{body}"
     );
     assert_eq!(server.get_text("/neighbour").await.1, "fine");
     common::eventually("the script serves again after the backoff", || async {
         server.get_text("/ok").await.0 == 200
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_trap_fails_pending_promises_but_keeps_streams_and_restarts_timers() {
+    let source = fixture("hostile/trap_survivors.js");
+    let server = Arc::new(
+        TestServer::start_with(
+            &[("trap_survivors.js", &source), ("neighbour.js", NEIGHBOUR)],
+            |s| s.limits.timeout = Duration::ZERO,
+        )
+        .await,
+    );
+    let mut sse = server.subscribe("/ticks").await;
+    let waiting = {
+        let server = server.clone();
+        tokio::spawn(async move { server.get_text("/wait").await })
+    };
+    // The handler is waiting on its Promise once it has said so.
+    loop {
+        if sse.next().await.unwrap().json()["waiting"] == true {
+            break;
+        }
+    }
+    assert_limit(&server, "/spin", 503, &["exceeded its CPU budget"]).await;
+    let (status, body) = waiting.await.unwrap();
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("trap_survivors.js"), "{body}");
+    // The same subscriber hears the fresh instance's interval, counting from 1 again.
+    let mut events = 0;
+    loop {
+        let event = sse.next().await.expect("the stream stayed open");
+        if event.json()["tick"] == 1 {
+            break;
+        }
+        events += 1;
+        assert!(events < 10_000, "the timer never restarted");
+    }
+    assert_eq!(sse.next().await.unwrap().json()["tick"], 2);
+    assert_eq!(server.get_text("/neighbour").await.1, "fine");
 }

@@ -1,6 +1,6 @@
 //! The request/response contract of DESIGN.md, end to end.
 
-mod common;
+use crate::common;
 
 use common::{fixture, JsonValue, TestServer};
 
@@ -235,4 +235,78 @@ async fn the_sandbox_exposes_no_host_capabilities() {
     assert_eq!(v["dynamicImport"], "refused");
     assert_eq!(v["hasMathRandom"], true);
     assert_eq!(v["hasDate"], true);
+}
+
+const BODIES: &str = r#"
+routeRegistry.registerRoute("GET", "/plain", () => ({ body: "just text" }));
+routeRegistry.registerRoute("GET", "/empty", () => ({ status: 204 }));
+routeRegistry.registerRoute("GET", "/array-buffer", () => ({
+  body: new Uint8Array([7, 0, 255, 128]).buffer,
+}));
+routeRegistry.registerRoute("GET", "/uint16", () => ({ body: new Uint16Array([0x0201, 0x0403]) }));
+routeRegistry.registerRoute("GET", "/float64", () => ({ body: new Float64Array([1.5]) }));
+routeRegistry.registerRoute("GET", "/view", () => ({
+  body: new Uint8Array([9, 8, 7, 6, 5]).subarray(1, 4),
+}));
+routeRegistry.registerRoute("GET", "/cookies", () => ({
+  headers: { "Set-Cookie": ["a=1", "b=2"], "X-One": ["only"] },
+  body: "two cookies",
+}));
+"#;
+
+#[tokio::test]
+async fn a_string_body_without_a_type_is_utf8_text() {
+    let server = TestServer::start(&[("bodies.js", BODIES)]).await;
+    let res = server.get("/plain").await;
+    assert_eq!(res.headers()["content-type"], "text/plain; charset=utf-8");
+    assert_eq!(res.text().await.unwrap(), "just text");
+    let res = server.get("/empty").await;
+    assert_eq!(res.status(), 204);
+    assert!(res.bytes().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn array_buffer_and_typed_array_bodies_are_raw_bytes() {
+    let server = TestServer::start(&[("bodies.js", BODIES)]).await;
+    let bytes = |path: &'static str| {
+        let server = &server;
+        async move {
+            let res = server.get(path).await;
+            assert_eq!(res.status(), 200, "{path}");
+            res.bytes().await.unwrap().to_vec()
+        }
+    };
+    assert_eq!(bytes("/array-buffer").await, [7, 0, 255, 128]);
+    // Typed arrays other than bytes go out as their memory (little-endian here).
+    assert_eq!(bytes("/uint16").await, [1, 2, 3, 4]);
+    assert_eq!(bytes("/float64").await, 1.5f64.to_le_bytes());
+    assert_eq!(bytes("/view").await, [8, 7, 6], "only the view's own bytes");
+}
+
+#[tokio::test]
+async fn a_header_array_gives_one_line_per_value() {
+    let server = TestServer::start(&[("bodies.js", BODIES)]).await;
+    let res = server.get("/cookies").await;
+    let cookies: Vec<_> = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(cookies, ["a=1", "b=2"]);
+    assert_eq!(res.headers()["x-one"], "only");
+}
+
+#[tokio::test]
+async fn repeated_request_headers_are_joined() {
+    let server = api_server().await;
+    let res = server
+        .client
+        .get(server.url("/headers"))
+        .header("X-Custom", "v1")
+        .header("X-Custom", "v2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.json_value().await["custom"], "v1, v2");
 }
