@@ -139,6 +139,36 @@ impl Server {
         self.log.lock().unwrap().join("\n")
     }
 
+    /// The log entry holding `needle`, from its line up to the next timestamped
+    /// one; waits until it satisfies `check` (its later lines may still be coming).
+    fn wait_for_entry(&self, needle: &str, check: impl Fn(&str) -> bool) -> String {
+        let entry = || {
+            let log = self.log.lock().unwrap();
+            let start = log.iter().position(|l| l.contains(needle))?;
+            let mut entry = log[start].clone();
+            for line in log.iter().skip(start + 1) {
+                if line.starts_with("20") {
+                    break; // the next entry's timestamp
+                }
+                entry.push('\n');
+                entry.push_str(line);
+            }
+            Some(entry)
+        };
+        let deadline = Instant::now() + TIMEOUT;
+        while Instant::now() < deadline {
+            if let Some(entry) = entry().filter(|e| check(e)) {
+                return entry;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "no complete log entry {needle:?}; found {:?} in:\n{}",
+            entry(),
+            self.log_text()
+        );
+    }
+
     /// Waits until a log line satisfies `check`; returns it.
     fn wait_for_line(&self, what: &str, check: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + TIMEOUT;
@@ -344,25 +374,20 @@ setTimeout(() => { throw new TypeError("tick failed"); }, 1);
         l.contains("GET /shared is already registered by a_first.js")
     });
     assert!(line.contains("b_logs.js"), "{line}");
-    let line = server.wait_for_line("of the timer", |l| {
-        l.contains("timer callback threw") && l.contains("TypeError: tick failed")
+    // Multi-line entries: the message, the JS stack, then the fields.
+    server.wait_for_entry("timer callback threw: TypeError: tick failed", |entry| {
+        entry.contains("ERROR")
+            && entry.contains("b_logs.js:7")
+            && entry.contains("script=\"b_logs.js\"")
     });
-    assert!(line.contains("b_logs.js"), "{line}");
 
     let answer = server.request("GET", "/throw");
     assert!(answer.starts_with("HTTP/1.1 500"), "{answer}");
     assert!(answer.contains("boom on purpose"), "{answer}");
-    server.wait_for_line("saying the handler threw", |l| {
-        l.contains("handler threw Error: boom on purpose")
-    });
     // The JS stack follows, through the script's own function.
-    let log = server.log_text();
-    let from = log.find("handler threw Error: boom on purpose").unwrap();
-    let stack = &log[from..];
-    assert!(
-        stack.contains("at explode") && stack.contains("b_logs.js:4"),
-        "{stack}"
-    );
+    server.wait_for_entry("handler threw Error: boom on purpose", |entry| {
+        entry.contains("at explode") && entry.contains("b_logs.js:4")
+    });
 }
 
 fn cached_guests(dir: &Path) -> Vec<String> {
