@@ -88,9 +88,12 @@ async fn an_async_handler_awaiting_a_timer_answers_after_it() {
     // Meanwhile the script keeps serving others: a sleeping request does not block it.
     let mut sse = server.subscribe("/timers").await;
     let sleeper = {
-        let url = server.url("/announced-sleep?ms=2000");
+        let (client, url) = (
+            server.client.clone(),
+            server.url("/announced-sleep?ms=2000"),
+        );
         tokio::spawn(async move {
-            let status = reqwest::get(url).await.unwrap().status();
+            let status = client.get(url).send().await.unwrap().status();
             (status, std::time::Instant::now())
         })
     };
