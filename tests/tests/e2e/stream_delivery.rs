@@ -131,7 +131,9 @@ async fn retry_is_sent_once_and_idle_streams_get_keep_alives() {
 #[tokio::test]
 async fn a_subscriber_that_never_reads_is_dropped_while_a_reader_gets_all_20_mb() {
     let server = feed_with(|s| {
-        s.write_stall = Duration::from_secs(1);
+        // Long enough that the reader, on a loaded machine, is never taken for
+        // a stalled client; short enough for the test's deadlines.
+        s.write_stall = Duration::from_secs(3);
         s.limits.fuel = 0; // serialising 20 MB is honest work, not a runaway
     })
     .await;
