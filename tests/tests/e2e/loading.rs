@@ -136,6 +136,9 @@ async fn a_stream_path_with_parameters_fails_the_load() {
         "routeRegistry.registerStreamRoute('/files/*rest');\n",
     ] {
         let message = load_error("stream.js", source).await;
-        assert!(message.contains("stream.js:1"), "{source}: {message}");
+        assert!(
+            message.contains("must not have parameters") && message.contains("stream.js:1"),
+            "{source}: {message}"
+        );
     }
 }
