@@ -122,7 +122,7 @@ where
             for span in scope.from_root() {
                 if let Some(span_fields) = span.extensions().get::<Fields>() {
                     for (name, value) in &span_fields.0 {
-                        fields.set(*name, value.clone());
+                        fields.set(name, value.clone());
                     }
                 }
             }
