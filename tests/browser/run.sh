@@ -69,16 +69,17 @@ NO_COLOR=1 "$BIN" serve --scripts "$WORK/scripts" --listen "127.0.0.1:$PORT" --n
   >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 
-# Ready when the route browser answers (at most 30 s: the first start compiles the guest).
+# Ready once the scripts are loaded (at most 30 s: the first start compiles the guest).
+# The server accepts connections while it loads; /_engine/health/ready answers 503 until then.
 for _ in $(seq 150); do
-  if curl -sf -o /dev/null "$BASE_URL/_engine/routes"; then break; fi
+  if curl -sf -o /dev/null "$BASE_URL/_engine/health/ready"; then break; fi
   if ! kill -0 "$SERVER_PID" 2>/dev/null; then
     echo "browser: server exited during startup" >&2
     exit 1
   fi
   sleep 0.2
 done
-curl -sf -o /dev/null "$BASE_URL/_engine/routes" || {
+curl -sf -o /dev/null "$BASE_URL/_engine/health/ready" || {
   echo "browser: server not ready at $BASE_URL after 30 s" >&2
   exit 1
 }
