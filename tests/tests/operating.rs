@@ -215,10 +215,9 @@ async fn metrics_after_known_traffic_are_counted_by_route_pattern_and_pass_promt
     );
     assert_eq!(m.get("aiwebengine_scripts", &[("status", "ok")]), 1.0);
     assert_eq!(m.get("aiwebengine_scripts", &[("status", "error")]), 0.0);
-    assert_eq!(
-        m.get("aiwebengine_script_reloads_total", &[("outcome", "ok")]),
-        1.0
-    );
+    // At least the first load (a watcher event racing the first load may load
+    // the same file twice; see hot_reload.rs).
+    assert!(m.get("aiwebengine_script_reloads_total", &[("outcome", "ok")]) >= 1.0);
     let stream = [("stream", "/ops/feed")];
     assert_eq!(m.get("aiwebengine_stream_subscribers", &stream), 1.0);
     assert_eq!(m.get("aiwebengine_stream_messages_total", &stream), 1.0);
