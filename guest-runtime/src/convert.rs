@@ -12,9 +12,10 @@ fn pairs_to_object<'js>(cx: &Ctx<'js>, pairs: &[(String, String)]) -> Result<Obj
     Ok(obj)
 }
 
-/// `request = { method, path, query, headers, body, params }`.
+/// `request = { id, method, path, query, headers, body, params }`.
 pub fn request_to_js<'js>(cx: &Ctx<'js>, req: &Request) -> Result<Object<'js>, Error> {
     let obj = Object::new(cx.clone())?;
+    obj.set("id", req.id.as_str())?;
     obj.set("method", req.method.as_str())?;
     obj.set("path", req.path.as_str())?;
     obj.set("query", pairs_to_object(cx, &req.query)?)?;

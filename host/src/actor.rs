@@ -25,6 +25,7 @@ use crate::bindings::{Guest, GuestConfig, Handled, Request, Response, Script, Sc
 use crate::engine::WasmEngine;
 use crate::host_state::HostState;
 use crate::limits::{self, Limit};
+use crate::metrics::ScriptMetrics;
 use crate::script::{CallError, LoadError};
 use crate::streams::Hub;
 
@@ -46,6 +47,7 @@ pub struct Recipe {
     pub hub: Arc<Hub>,
     pub name: Arc<str>,
     pub source: String,
+    pub metrics: ScriptMetrics,
 }
 
 pub struct Instance {
@@ -194,6 +196,8 @@ impl Actor {
         }
         let id = self.next_request_id;
         self.next_request_id += 1;
+        // The turn's log lines (the script's console included) carry the request id.
+        let _turn = tracing::info_span!("request", request_id = %request.id).entered();
         let route = format!("{} {}", request.method, request.path);
         match self.call(&route, |guest, store| {
             guest.call_handle(store, id, &request)
@@ -254,7 +258,8 @@ impl Actor {
             .collect();
         for id in expired {
             if let Some(d) = self.deferred.remove(&id) {
-                tracing::warn!(script = %self.recipe.name, "a handler's Promise did not settle within its time limit");
+                tracing::warn!(script = %self.recipe.name, limit = crate::metrics::limit_kind(Limit::Time), "a handler's Promise did not settle within its time limit");
+                self.recipe.metrics.limit(Limit::Time);
                 let _ = d.reply.send(Err(CallError::Limit(Limit::Time)));
             }
         }
@@ -271,6 +276,7 @@ impl Actor {
                 return Err(CallError::Restarting(wait));
             }
             tracing::info!(script = %self.recipe.name, "re-instantiating the script (its globals start fresh)");
+            self.recipe.metrics.restarts.inc();
             match self.recipe.instantiate() {
                 Ok(instance) => self.instance = Some(instance),
                 Err(e) => {
@@ -314,6 +320,7 @@ impl Actor {
             &mut instance.store,
         );
         let fuel_used = limits::fuel_used(&instance.store, &limits);
+        self.recipe.metrics.fuel(fuel_used);
         let completions = std::mem::take(&mut instance.store.data_mut().completions);
         for (id, outcome) in completions {
             if let Some(d) = self.deferred.remove(&id) {
@@ -332,7 +339,15 @@ impl Actor {
                 let script = &*self.recipe.name;
                 let error = match limit {
                     Some(limit) => {
-                        tracing::warn!(script, route = what, limit = ?limit, fuel_used, "call stopped: exceeded {}", limit.describe());
+                        tracing::warn!(
+                            script,
+                            route = what,
+                            limit = crate::metrics::limit_kind(limit),
+                            fuel_used,
+                            "call stopped: exceeded {}",
+                            limit.describe()
+                        );
+                        self.recipe.metrics.limit(limit);
                         CallError::Limit(limit)
                     }
                     None => {

@@ -12,9 +12,12 @@ use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
 
 use crate::engine::WasmEngine;
+use crate::health::Health;
 use crate::limits::Limits;
+use crate::metrics::{Metrics, Reload};
 use crate::registry::{Conflict, RouteTable};
 use crate::script::{LoadError, LoadedScript};
+use crate::server::admin::AdminToken;
 use crate::streams::{Hub, HubLimits};
 
 /// The knobs `serve` takes from the command line.
@@ -33,6 +36,11 @@ pub struct Settings {
     pub write_stall: Duration,
     /// How long shutdown waits for connections to finish.
     pub shutdown_timeout: Duration,
+    /// How long the server keeps serving after a shutdown signal, with
+    /// `/_engine/health/ready` answering 503, before it stops accepting.
+    pub shutdown_drain: Duration,
+    /// Required as a bearer token on `/_engine` (but its health paths).
+    pub admin_token: Option<AdminToken>,
     /// Where the compiled guest is cached; `None` compiles at every start.
     pub cache_dir: Option<PathBuf>,
     /// Follow changes to the scripts folder (hot reload).
@@ -51,6 +59,8 @@ impl Settings {
             keep_alive: Duration::from_secs(15),
             write_stall: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(10),
+            shutdown_drain: Duration::ZERO,
+            admin_token: None,
             cache_dir: crate::engine::default_cache_dir(),
             watch: true,
             limits: Limits::default(),
@@ -78,6 +88,8 @@ pub struct App {
     pub wasm: WasmEngine,
     pub hub: Arc<Hub>,
     pub table: ArcSwap<RouteTable>,
+    pub metrics: Arc<Metrics>,
+    pub health: Health,
     slots: Mutex<BTreeMap<String, Slot>>,
     /// One reconcile at a time: the first load and a watcher batch (the watch
     /// starts first) must not load the same unchanged file twice.
@@ -102,11 +114,14 @@ struct Candidate {
 impl App {
     pub fn new(settings: Settings) -> Result<Arc<App>> {
         let wasm = WasmEngine::new(settings.cache_dir.as_deref(), settings.limits)?;
-        let hub = Arc::new(Hub::new(settings.hub));
+        let metrics = Arc::new(Metrics::new());
+        let hub = Arc::new(Hub::with_metrics(settings.hub, metrics.clone()));
         Ok(Arc::new(App {
             settings,
             wasm,
             hub,
+            metrics,
+            health: Health::default(),
             table: ArcSwap::from_pointee(RouteTable::default()),
             slots: Mutex::new(BTreeMap::new()),
             reconciling: tokio::sync::Mutex::new(()),
@@ -170,14 +185,20 @@ impl App {
         let mut slots = self.slots.lock().unwrap();
         for name in gone {
             slots.remove(&name);
+            self.metrics.reload(Reload::Removed);
             tracing::info!(script = %name, "unloaded (file removed)");
         }
         let before = self.table.load_full();
         let mut replaced = Vec::new();
+        let mut loaded = Vec::new();
         for (name, hash, result) in results {
             let slot = slots.entry(name.clone()).or_default();
             if let (Ok(_), Some(old)) = (&result, &slot.live) {
                 replaced.push((name.clone(), old.clone(), slot.live_hash, slot.version));
+            }
+            match &result {
+                Ok(_) => loaded.push(name.clone()),
+                Err(_) => self.metrics.reload(Reload::Error),
             }
             apply(slot, &name, hash, result);
         }
@@ -219,6 +240,11 @@ impl App {
                 SystemTime::now(),
             ));
             rejected = true;
+            loaded.retain(|n| *n != name);
+            self.metrics.reload(Reload::Rejected);
+        }
+        for _ in &loaded {
+            self.metrics.reload(Reload::Ok);
         }
         if rejected {
             table = RouteTable::build(slots.values().filter_map(|s| s.live.as_ref()));
@@ -247,6 +273,7 @@ impl App {
             name,
             source,
             self.settings.queue_depth,
+            &self.metrics,
         )
         .await
     }

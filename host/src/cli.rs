@@ -8,6 +8,8 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::app::Settings;
 use crate::limits::Limits;
+use crate::logging::LogFormat;
+use crate::server::admin::AdminToken;
 use crate::streams::HubLimits;
 
 #[derive(Parser, Debug)]
@@ -66,6 +68,19 @@ pub struct ServeArgs {
     /// Seconds shutdown waits for open connections to finish.
     #[arg(long, default_value_t = 10)]
     pub shutdown_timeout_secs: u64,
+    /// Seconds the server keeps serving after SIGTERM/Ctrl-C, with
+    /// /_engine/health/ready answering 503, before it stops accepting
+    /// connections (time for a load balancer to notice).
+    #[arg(long, default_value_t = 0)]
+    pub shutdown_drain_secs: u64,
+    /// Log format: text, or json (one JSON object per line).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "AIWEBENGINE_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// Require "Authorization: Bearer TOKEN" on /_engine (but its health
+    /// paths). Without it, /_engine is open on a loopback address and closed
+    /// (403) on any other.
+    #[arg(long, env = "AIWEBENGINE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
     /// Where to cache the compiled sandbox (default: ~/.cache/aiwebengine).
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
@@ -115,6 +130,8 @@ impl ServeArgs {
         s.keep_alive = Duration::from_secs(self.keep_alive_secs.max(1));
         s.write_stall = Duration::from_secs(self.write_stall_secs.max(1));
         s.shutdown_timeout = Duration::from_secs(self.shutdown_timeout_secs);
+        s.shutdown_drain = Duration::from_secs(self.shutdown_drain_secs);
+        s.admin_token = self.admin_token.clone().and_then(AdminToken::new);
         s.watch = !self.no_watch;
         s.limits = Limits {
             fuel: self.fuel,

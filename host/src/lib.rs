@@ -8,6 +8,9 @@
 //! - `bindings`   the one `bindgen!` of `wit/aiwebengine.wit`
 //! - `host_state` a script's `Store` data and the WIT `host` functions it calls
 //! - `limits`     fuel, deadline and memory cap per call; naming what tripped
+//! - `metrics`    Prometheus metrics: names, labels, one-line helpers, exposition
+//! - `health`     loading / ready / shutting down, and the shutdown drain
+//! - `logging`    text or JSON log lines (`--log-format`)
 //! - `script`     a loaded script version: registrations + queue into its actor
 //! - `actor`      the thread that owns a script's instance: requests, timers, restarts
 //! - `route_path` `/users/:id/*rest` → router patterns
@@ -21,8 +24,11 @@ pub mod app;
 pub mod bindings;
 pub mod cli;
 pub mod engine;
+pub mod health;
 pub mod host_state;
 pub mod limits;
+pub mod logging;
+pub mod metrics;
 pub mod registry;
 pub mod route_path;
 pub mod script;
@@ -33,7 +39,7 @@ pub mod watcher;
 use std::future::Future;
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use tokio::net::TcpListener;
 
 pub use app::{App, Settings};
@@ -46,24 +52,34 @@ pub struct Engine {
 
 /// Loads the scripts of `settings` and starts watching them (unless turned off).
 pub async fn load(settings: Settings) -> Result<Engine> {
-    let app = App::new(settings)?;
+    load_app(App::new(settings)?).await
+}
+
+/// Watches and loads `app`'s scripts; the app is ready once they are loaded.
+async fn load_app(app: Arc<App>) -> Result<Engine> {
     // Watch first, so that no change made while loading goes unseen.
     let watch = match app.settings.watch {
         true => Some(watcher::start(app.clone())?),
         false => None,
     };
     app.load_all().await?;
+    app.health.set_ready();
     Ok(Engine { app, _watch: watch })
 }
 
-/// Loads the scripts of `settings` and serves them on `listener` until `shutdown`.
+/// Serves on `listener` until `shutdown`, loading the scripts of `settings`
+/// meanwhile: health checks are answered from the start, and
+/// `/_engine/health/ready` turns 200 (and "listening on" is logged) once the
+/// scripts are loaded.
 pub async fn run(
     listener: TcpListener,
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let engine = load(settings).await?;
-    server::run(listener, engine.app.clone(), shutdown).await
+    let app = App::new(settings)?;
+    let server = tokio::spawn(server::run(listener, app.clone(), shutdown));
+    let _engine = load_app(app).await?;
+    server.await.context("the server task failed")?
 }
 
 /// Starts an engine on `listener` in the background, for tests and benchmarks.

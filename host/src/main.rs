@@ -1,6 +1,5 @@
 use anyhow::{Context, Result};
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 use aiwebengine::cli::{Cli, Command};
 
@@ -17,14 +16,9 @@ fn main() -> Result<()> {
 }
 
 async fn serve(cli: Cli) -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
     match cli.command {
         Command::Serve(args) => {
+            aiwebengine::logging::init(args.log_format);
             let listener = tokio::net::TcpListener::bind(args.listen)
                 .await
                 .with_context(|| format!("binding {}", args.listen))?;

@@ -12,6 +12,7 @@ use crate::bindings::{Request, Response, ScriptError};
 use crate::engine::WasmEngine;
 use crate::host_state::Registrations;
 use crate::limits::Limit;
+use crate::metrics::{Metrics, ScriptMetrics};
 use crate::streams::Hub;
 
 pub use crate::actor::describe;
@@ -54,6 +55,7 @@ pub struct LoadedScript {
     pub registrations: Registrations,
     pub loaded_at: SystemTime,
     queue: Sender<Job>,
+    metrics: ScriptMetrics,
 }
 
 impl LoadedScript {
@@ -65,13 +67,16 @@ impl LoadedScript {
         name: &str,
         source: String,
         queue_depth: usize,
+        metrics: &Metrics,
     ) -> Result<Arc<LoadedScript>, LoadError> {
         let name: Arc<str> = Arc::from(name);
+        let metrics = metrics.script(&name);
         let recipe = Recipe {
             engine,
             hub,
             name: name.clone(),
             source,
+            metrics: metrics.clone(),
         };
         let (queue, jobs) = crossbeam_channel::bounded(queue_depth.max(1));
         let (ready_tx, ready_rx) = oneshot::channel();
@@ -102,6 +107,7 @@ impl LoadedScript {
             registrations,
             loaded_at: SystemTime::now(),
             queue,
+            metrics,
         }))
     }
 
@@ -111,9 +117,17 @@ impl LoadedScript {
         let (reply, response) = oneshot::channel();
         match self.queue.try_send(Job::Handle { request, reply }) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => return Err(CallError::Busy),
+            Err(TrySendError::Full(_)) => {
+                self.metrics.overload();
+                return Err(CallError::Busy);
+            }
             Err(TrySendError::Disconnected(_)) => return Err(CallError::Gone),
         }
         response.await.unwrap_or(Err(CallError::Gone))
+    }
+
+    /// Requests waiting in the queue.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
     }
 }

@@ -23,6 +23,8 @@ use futures_util::{Stream, StreamExt};
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::{errors::BroadcastStreamRecvError, BroadcastStream};
 
+use crate::metrics::{Metrics, StreamMetrics};
+
 /// The event sent to a reconnecting subscriber whose `Last-Event-ID` is older
 /// than the replay buffer (or unknown to this stream): some messages are lost.
 pub const MISSED_EVENT: &str = "missed";
@@ -83,6 +85,7 @@ pub struct Hub {
     limits: HubLimits,
     total: Arc<AtomicUsize>,
     fan_out: crossbeam_channel::Sender<(Arc<StreamChannel>, Arc<Frame>)>,
+    metrics: Arc<Metrics>,
 }
 
 struct StreamChannel {
@@ -90,6 +93,7 @@ struct StreamChannel {
     tx: broadcast::Sender<Arc<Frame>>,
     /// Each live subscriber's parameters, to count who a filtered message reaches.
     subscribers: Arc<Mutex<HashMap<u64, Params>>>,
+    metrics: StreamMetrics,
 }
 
 struct StreamState {
@@ -138,6 +142,11 @@ impl Drop for Subscription {
 
 impl Hub {
     pub fn new(limits: HubLimits) -> Self {
+        Self::with_metrics(limits, Arc::new(Metrics::new()))
+    }
+
+    /// A hub counting its streams' traffic in `metrics`.
+    pub fn with_metrics(limits: HubLimits, metrics: Arc<Metrics>) -> Self {
         let (fan_out, queue) = crossbeam_channel::unbounded::<(Arc<StreamChannel>, Arc<Frame>)>();
         std::thread::Builder::new()
             .name("stream fan-out".into())
@@ -153,6 +162,7 @@ impl Hub {
             limits,
             total: Arc::new(AtomicUsize::new(0)),
             fan_out,
+            metrics,
         }
     }
 
@@ -172,6 +182,7 @@ impl Hub {
                 }),
                 tx: broadcast::channel(self.limits.lag.max(1)).0,
                 subscribers: Arc::new(Mutex::new(HashMap::new())),
+                metrics: self.metrics.stream(path),
             })
         });
     }
@@ -214,6 +225,7 @@ impl Hub {
                 subscribers.values().filter(|p| frame.reaches(p)).count()
             }
         };
+        stream.metrics.sent(frame.bytes.len(), reached);
         // Queued under the lock, so frames reach the ring in id order.
         let _ = self.fan_out.send((stream.clone(), frame));
         drop(state);
@@ -263,8 +275,10 @@ impl Hub {
             .insert(id, params.clone());
         let mut first: Vec<Bytes> = Vec::new();
         if let Some(last) = last_event_id {
+            stream.metrics.replays.inc();
             let oldest = state.replay.front().map_or(state.next_id, |f| f.id);
             if last >= state.next_id || last + 1 < oldest {
+                stream.metrics.missed.inc();
                 let gap = format!("{{\"lastEventId\":{last},\"firstAvailableId\":{}}}", oldest);
                 first.push(encode_frame(None, Some(MISSED_EVENT), &gap));
             }
@@ -283,10 +297,12 @@ impl Hub {
             total: self.total.clone(),
             subscribers: stream.subscribers.clone(),
         };
+        let lagged = stream.metrics.lagged.clone();
         let live = BroadcastStream::new(rx)
-            .take_while(|item| {
+            .take_while(move |item| {
                 let keep = !matches!(item, Err(BroadcastStreamRecvError::Lagged(_)));
                 if !keep {
+                    lagged.inc();
                     tracing::info!("disconnecting a subscriber that fell too far behind");
                 }
                 futures_util::future::ready(keep)

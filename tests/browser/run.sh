@@ -88,8 +88,8 @@ if [[ -z "$BASE_URL" ]]; then
   exit 1
 fi
 export BASE_URL
-curl -sf -o /dev/null --max-time 10 "$BASE_URL/_engine/routes" || {
-  echo "browser: server at $BASE_URL does not answer" >&2
+curl -sf -o /dev/null --max-time 10 "$BASE_URL/_engine/health/ready" || {
+  echo "browser: server at $BASE_URL is not ready" >&2
   exit 1
 }
 

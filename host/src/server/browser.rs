@@ -9,7 +9,8 @@ use warp::http::{header, HeaderValue};
 use warp::reply::Response;
 use warp::Filter;
 
-use crate::app::App;
+use crate::app::{App, ScriptView};
+use crate::registry::Conflict;
 
 pub fn routes(
     app: impl Filter<Extract = (Arc<App>,), Error = Infallible> + Clone + Send + Sync + 'static,
@@ -34,6 +35,18 @@ pub fn routes(
             res
         });
     page.or(json).unify()
+}
+
+/// A script's status: "error" (its newest version failed to load), "conflict"
+/// (some of its routes are served by another script) or "ok".
+pub(super) fn status(view: &ScriptView, conflicts: &[Conflict]) -> &'static str {
+    if view.error.is_some() {
+        "error"
+    } else if !conflicts.is_empty() {
+        "conflict"
+    } else {
+        "ok"
+    }
 }
 
 fn time(t: SystemTime) -> String {
@@ -81,13 +94,7 @@ pub fn snapshot(app: &App) -> Value {
                 ),
                 None => (vec![], vec![]),
             };
-            let status = if view.error.is_some() {
-                "error"
-            } else if !conflicts.is_empty() {
-                "conflict"
-            } else {
-                "ok"
-            };
+            let status = status(&view, &conflicts);
             json!({
                 "name": view.name,
                 "status": status,

@@ -12,6 +12,7 @@
 //! hyper with the bytes already read put back in front (see `listener.rs`).
 
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -19,19 +20,21 @@ use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::request_id;
 use super::sse::{accepts_event_stream, KEEP_ALIVE, PREAMBLE};
 use crate::app::App;
 
 /// Longest request head read before giving the connection to hyper as it is.
 const MAX_HEAD: usize = 16 * 1024;
 
-/// The same headers `sse.rs` sets; the connection ends with the stream.
+/// The same headers `sse.rs` sets; the connection ends with the stream. The
+/// request id follows, then the blank line.
 const RESPONSE_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\n\
 content-type: text/event-stream\r\n\
 cache-control: no-cache\r\n\
 x-accel-buffering: no\r\n\
 connection: close\r\n\
-\r\n";
+x-request-id: ";
 
 /// Reads until the end of the first request head, the size cap, EOF or the timeout.
 pub async fn read_head(tcp: &mut TcpStream, timeout: Duration) -> BytesMut {
@@ -51,6 +54,8 @@ pub async fn read_head(tcp: &mut TcpStream, timeout: Duration) -> BytesMut {
 /// A subscription this module can serve, from the first request's head.
 pub struct Subscription {
     path: String,
+    script: Arc<str>,
+    request_id: String,
     params: Vec<(String, String)>,
     last_event_id: Option<u64>,
 }
@@ -75,8 +80,14 @@ pub fn subscription(app: &App, head: &[u8]) -> Option<Subscription> {
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let table = app.table.load();
     let stream = table.lookup(path)?.entry.stream.as_ref()?;
+    let request_id = match value(request_id::HEADER) {
+        Some(id) if request_id::is_valid(id.as_bytes()) => id.to_string(),
+        _ => request_id::generate(),
+    };
     Some(Subscription {
         path: stream.path.clone(),
+        script: stream.script.name.clone(),
+        request_id,
         params: url::form_urlencoded::parse(query.as_bytes())
             .into_owned()
             .collect(),
@@ -91,12 +102,18 @@ pub async fn serve(app: &App, mut tcp: TcpStream, sub: Subscription) -> Result<(
     let Ok(frames) = app.hub.subscribe(&sub.path, sub.last_event_id, sub.params) else {
         return Err(tcp);
     };
-    tracing::debug!(stream = %sub.path, "subscriber connected");
+    tracing::debug!(stream = %sub.path, request_id = %sub.request_id, "subscriber connected");
+    app.metrics
+        .request(&sub.script, &sub.path, "GET", 200, None);
     let stall = app.settings.write_stall;
-    if write(&mut tcp, &[RESPONSE_HEAD, PREAMBLE].concat(), stall)
-        .await
-        .is_err()
-    {
+    let head = [
+        RESPONSE_HEAD,
+        sub.request_id.as_bytes(),
+        b"\r\n\r\n",
+        PREAMBLE,
+    ]
+    .concat();
+    if write(&mut tcp, &head, stall).await.is_err() {
         return Ok(());
     }
     let keep_alive = app.settings.keep_alive;
@@ -113,7 +130,10 @@ pub async fn serve(app: &App, mut tcp: TcpStream, sub: Subscription) -> Result<(
             // means it closed (or misbehaves): either way, we are done.
             _ = tcp.read(&mut peer_gone) => break,
         };
-        if write(&mut tcp, &out, stall).await.is_err() {
+        if let Err(e) = write(&mut tcp, &out, stall).await {
+            if e.kind() == io::ErrorKind::TimedOut {
+                app.metrics.write_stalls().inc();
+            }
             break;
         }
     }

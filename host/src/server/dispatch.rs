@@ -10,7 +10,8 @@ use warp::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode}
 use warp::path::FullPath;
 use warp::reply::Response;
 
-use super::reply;
+use super::front::{label, Matched};
+use super::{reply, request_id};
 use crate::app::App;
 use crate::bindings::Request;
 
@@ -38,13 +39,15 @@ pub async fn handle(
     };
     if let Some(stream) = entry.stream.as_ref().filter(|_| reads) {
         if wants_event_stream(&headers) || entry.method("GET").is_none() {
-            return super::sse::subscribe(
-                &app,
-                stream,
-                &headers,
-                query_pairs(),
-                method_name == "HEAD",
-            );
+            let res =
+                super::sse::subscribe(&app, stream, &headers, query_pairs(), method_name == "HEAD");
+            let matched = Matched {
+                script: stream.script.name.clone(),
+                route: stream.path.clone(),
+                registered_method: false,
+                timed: false,
+            };
+            return label(res, matched);
         }
     }
 
@@ -76,6 +79,7 @@ pub async fn handle(
     };
 
     let request = Request {
+        id: request_id::get(&headers),
         handler: route.handler,
         method: method_name.clone(),
         path: percent_decode(raw_path),
@@ -91,10 +95,17 @@ pub async fn handle(
         body,
     };
     let script = &route.script.name;
-    match route.script.call(request).await {
+    let res = match route.script.call(request).await {
         Ok(response) => to_http(script, response, method_name == "HEAD"),
         Err(e) => reply::call_error(script, &route.path.source, e),
-    }
+    };
+    let matched = Matched {
+        script: script.clone(),
+        route: route.path.source.clone(),
+        registered_method: route.method == method_name,
+        timed: true,
+    };
+    label(res, matched)
 }
 
 fn wants_event_stream(headers: &HeaderMap) -> bool {

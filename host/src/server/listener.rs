@@ -14,12 +14,14 @@ use std::time::Duration;
 use bytes::BytesMut;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
+use prometheus::IntCounter;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, Sleep};
 
+use super::admin::Access;
 use super::direct_sse;
+use super::front::Front;
 use crate::app::App;
 
 /// How long a client may take to send a request head.
@@ -31,9 +33,14 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 pub async fn serve(
     listener: TcpListener,
     app: Arc<App>,
+    access: Access,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let service = warp::service(super::routes(app.clone()));
+    let service = Front::new(
+        app.clone(),
+        access,
+        warp::service(super::routes(app.clone())),
+    );
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -62,12 +69,13 @@ pub async fn serve(
                     Err(given_back) => tcp = given_back,
                 }
             }
-            let io = TokioIo::new(Connection::new(head, tcp, app.settings.write_stall));
+            let stalls = app.metrics.write_stalls();
+            let io = TokioIo::new(Connection::new(head, tcp, app.settings.write_stall, stalls));
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT)
                 .pipeline_flush(true)
-                .serve_connection(io, TowerToHyperService::new(service));
+                .serve_connection(io, service);
             if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!("connection ended: {e}");
             }
@@ -95,15 +103,18 @@ struct Connection {
     tcp: TcpStream,
     stall_limit: Duration,
     stalled: Option<Pin<Box<Sleep>>>,
+    /// Counts connections closed for a stall (once per connection).
+    stalls: Option<IntCounter>,
 }
 
 impl Connection {
-    fn new(prefix: BytesMut, tcp: TcpStream, stall_limit: Duration) -> Self {
+    fn new(prefix: BytesMut, tcp: TcpStream, stall_limit: Duration, stalls: IntCounter) -> Self {
         Connection {
             prefix,
             tcp,
             stall_limit,
             stalled: None,
+            stalls: Some(stalls),
         }
     }
 
@@ -114,6 +125,9 @@ impl Connection {
             .stalled
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(Instant::now() + limit)));
         ready!(timer.as_mut().poll(cx));
+        if let Some(stalls) = self.stalls.take() {
+            stalls.inc();
+        }
         Poll::Ready(Err(io::Error::new(
             io::ErrorKind::TimedOut,
             format!("peer took no data for {limit:?}"),

@@ -6,13 +6,22 @@
 //! - `dispatch.rs` a request to a script handler or a stream subscription
 //! - `sse.rs`      the `text/event-stream` response of a subscription
 //! - `browser.rs`  `/_engine` and `/_engine/routes`
+//! - `operating.rs` `/_engine/metrics` and `/_engine/health/{live,ready}`
+//! - `front.rs`    around every request: its id and span, the `/_engine`
+//!   access policy, metrics and the access log
+//! - `request_id.rs` keeping or making `X-Request-Id`
+//! - `admin.rs`    the `/_engine` access policy (admin token, loopback)
 //! - `reply.rs`    the one mapping from errors to status codes and bodies
 
+pub mod admin;
 mod browser;
 mod direct_sse;
 mod dispatch;
+mod front;
 mod listener;
+mod operating;
 mod reply;
+pub mod request_id;
 mod sse;
 
 use std::convert::Infallible;
@@ -32,8 +41,18 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let addr = listener.local_addr()?;
-    tracing::info!("listening on http://{addr}");
-    listener::serve(listener, app, shutdown).await
+    let access = admin::Access::new(app.settings.admin_token.as_ref(), addr);
+    if app.health.state() == crate::health::State::Loading {
+        tracing::info!("accepting connections on http://{addr} while the scripts load (/_engine/health/ready answers 503 until then)");
+    }
+    // "listening on" means: scripts loaded, serving.
+    let ready = app.health.ready();
+    tokio::spawn(async move {
+        ready.await;
+        tracing::info!("listening on http://{addr}");
+    });
+    let shutdown = crate::health::then_drain(shutdown, app.clone(), app.settings.shutdown_drain);
+    listener::serve(listener, app, access, shutdown).await
 }
 
 fn with_app(app: Arc<App>) -> impl Filter<Extract = (Arc<App>,), Error = Infallible> + Clone {
@@ -44,7 +63,9 @@ pub fn routes(
     app: Arc<App>,
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = Infallible> + Clone + Send + Sync + 'static
 {
-    let browser = browser::routes(with_app(app.clone()));
+    let browser = browser::routes(with_app(app.clone()))
+        .or(operating::routes(with_app(app.clone())))
+        .unify();
     let scripts = warp::method()
         .and(warp::path::full())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
@@ -57,5 +78,4 @@ pub fn routes(
         .unify()
         .recover(reply::rejection)
         .unify()
-        .with(warp::log::custom(reply::log_request))
 }

@@ -85,12 +85,33 @@ pub async fn rejection(r: warp::Rejection) -> Result<Response, Infallible> {
     Ok(text(status, format!("{r:?}\n")))
 }
 
-pub fn log_request(info: warp::log::Info<'_>) {
-    tracing::debug!(
-        target: "http",
-        method = %info.method(),
-        path = info.path(),
-        status = info.status().as_u16(),
-        micros = info.elapsed().as_micros() as u64,
+/// A JSON response.
+pub fn json(status: StatusCode, value: &serde_json::Value) -> Response {
+    let mut res = Response::new(value.to_string().into());
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
     );
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+/// `/_engine` closed (non-loopback listener, no admin token); `hint` says how to open it.
+pub fn forbidden(hint: String) -> Response {
+    text(StatusCode::FORBIDDEN, hint)
+}
+
+/// `/_engine` without the right admin token.
+pub fn unauthorized() -> Response {
+    let mut res = text(
+        StatusCode::UNAUTHORIZED,
+        "this path needs the admin token: send \"Authorization: Bearer TOKEN\"\n",
+    );
+    res.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"aiwebengine\""),
+    );
+    res
 }

@@ -11,6 +11,7 @@ mod common;
 mod hot_reload;
 mod isolation;
 mod loading;
+mod operating;
 mod script_api;
 mod seed_examples;
 mod stream_delivery;
