@@ -26,14 +26,8 @@ struct Component;
 impl Guest for Component {
     fn load(name: String, source: String, config: Config) -> Result<(), ScriptError> {
         runtime::with(|cx| {
-            let configured = (|| {
-                let api: Object = cx.globals().get("__aiwe")?;
-                let configure: Function = api.get("configure")?;
-                let js_config = Object::new(cx.clone())?;
-                js_config.set("maxTimers", config.max_timers)?;
-                configure.call::<_, ()>((js_config,))
-            })();
-            configured.map_err(|e| convert::script_error(&cx, e))?;
+            // Kept on the Rust side: nothing a script can reach can change it.
+            host::set_max_timers(config.max_timers);
             host::set_loading(true);
             let mut options = EvalOptions::default();
             options.global = true;

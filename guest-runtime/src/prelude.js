@@ -18,6 +18,8 @@
     return String(value);
   }
 
+  // A script may replace JSON.stringify and so send any text at all: the host
+  // frames it safely (data lines split on CR and LF) whatever it holds.
   function serialise(data) {
     const json = JSON.stringify(data);
     return json === undefined ? "null" : json;
@@ -155,7 +157,6 @@
   // callbacks never overlap requests and run under the same limits.
   const timers = new Map();
   let nextTimerId = 1;
-  let maxTimers = 1000;
   let wakeupDue; // the due time last told to the host
 
   function schedule() {
@@ -176,6 +177,7 @@
     if (typeof callback !== "function") {
       throw new TypeError(`${kind}: callback must be a function, got ${describe(callback)}`);
     }
+    const maxTimers = host.maxTimers(); // the host's cap; scripts cannot change it
     if (timers.size >= maxTimers) {
       throw new RangeError(`${kind}: too many timers (this script may have ${maxTimers} at once)`);
     }
@@ -208,10 +210,6 @@
     schedule();
   }
 
-  function configure(config) {
-    maxTimers = config.maxTimers;
-  }
-
   // A handler whose Promise is still pending answers when it settles.
   function defer(id, promise) {
     promise.then(
@@ -229,7 +227,9 @@
     );
   }
 
-  const api = { dispatch, toResponse, checkHandlers, runTimer, configure, defer };
+  // No `configure` here: the host's settings reach the prelude only through
+  // hidden host functions, so a script cannot raise its own caps.
+  const api = { dispatch, toResponse, checkHandlers, runTimer, defer };
   Object.defineProperty(globalThis, "__aiwe", { value: Object.freeze(api) });
   globalThis.routeRegistry = routeRegistry;
   globalThis.sendStreamMessage = sendStreamMessage;
