@@ -66,9 +66,10 @@ fn request(target: &str, extra: &str) -> Vec<u8> {
 const FEED: &str = r#"
 routeRegistry.registerStreamRoute("/feed");
 routeRegistry.registerRoute("GET", "/hello", () => ({ body: "hi" }));
+const pads = {};
 routeRegistry.registerRoute("POST", "/send", (req) => {
   const n = Number(req.query.n || 1), size = Number(req.query.size || 10);
-  const pad = "x".repeat(size);
+  const pad = pads[size] || (pads[size] = "x".repeat(size));
   let reached = 0;
   for (let i = 0; i < n; i++) reached = routeRegistry.sendStreamMessage("/feed", { i, pad });
   return { body: String(reached) };
@@ -258,6 +259,7 @@ async fn d06_a_stalled_subscriber_pins_a_bounded_number_of_bytes() {
         s.hub.lag_bytes = 2 << 20;
         s.hub.replay_bytes = 1 << 20;
         s.write_stall = Duration::from_secs(120);
+        s.limits.fuel = 0;
     })
     .await;
     let hub = server.engine.app.hub.clone();
@@ -269,9 +271,9 @@ async fn d06_a_stalled_subscriber_pins_a_bounded_number_of_bytes() {
     .await;
     let before = rss_bytes();
     // 300 frames of 512 KiB: 150 MiB that the ring would keep for the stalled reader.
-    for _ in 0..30 {
-        let res = server.post("/send?n=10&size=524288", "").await;
-        assert_eq!(res.status(), 200);
+    for _ in 0..100 {
+        let (status, body) = server.post_text("/send?n=3&size=524288", "").await;
+        assert_eq!(status, 200, "{body}");
     }
     eventually(
         "memory held for the stalled subscriber is bounded",
@@ -357,11 +359,12 @@ routeRegistry.registerRoute("GET", "/h", (req) => ({
 routeRegistry.registerRoute("GET", "/throw", () => { throw new Error("boom"); });
 "#;
     let server = TestServer::start(&[("echo.js", echo), ("a).js", thrower)]).await;
-    let res = server.get("/h?t=t%C3%ABxt/html").await;
+    // Byte 5 falls inside the third "ë": slicing there once panicked.
+    let res = server.get("/h?t=%C3%AB%C3%AB%C3%AB/html").await;
+    assert_eq!(res.status(), 200);
     assert_eq!(
-        res.status(),
-        500,
-        "an invalid header value is the script's error"
+        res.headers()["content-type"].as_bytes(),
+        "ëëë/html".as_bytes()
     );
     let (status, body) = server.get_text("/throw").await;
     assert_eq!(status, 500);
@@ -419,12 +422,12 @@ routeRegistry.registerRoute("GET", "/log", () => {
   console.log("c11-ansi \u001b[31mred");
   console.log("c11-long " + "L".repeat(100000));
   const line = "c11-flood " + "F".repeat(10000);
-  for (let i = 0; i < 3000; i++) console.log(line);
+  for (let i = 0; i < 1000; i++) console.log(line);
   return { body: "ok" };
 });
 routeRegistry.registerRoute("GET", "/after", () => { console.log("c11-after"); return { body: "ok" }; });
 "#;
-    let server = TestServer::start(&[("c11.js", script)]).await;
+    let server = TestServer::start_with(&[("c11.js", script)], |s| s.limits.fuel = 0).await;
     assert_eq!(server.get_text("/log").await.0, 200);
     eventually("the dropped lines are reported", || async {
         server.get_text("/after").await;
@@ -442,7 +445,7 @@ routeRegistry.registerRoute("GET", "/after", () => { console.log("c11-after"); r
     let long = ours.iter().find(|l| l.contains("c11-long")).unwrap();
     assert!(long.len() < 17 * 1024 && long.contains("[truncated: "));
     let flood: usize = ours.iter().filter(|l| l.contains("c11-flood")).count();
-    assert!(flood < 500, "{flood} flood lines of 3000 were logged");
+    assert!(flood < 300, "{flood} flood lines of 1000 were logged");
 }
 
 /// #12: a script cannot reach the guest's configuration to raise its caps.
