@@ -14,6 +14,10 @@ use tokio::net::TcpStream;
 
 // ---------------------------------------------------------------- helpers
 
+/// d06 measures the process's memory, so it runs alone: every other test of
+/// this file holds this lock shared, d06 exclusively.
+static MEMORY: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 fn addr(server: &TestServer) -> String {
     server.base.trim_start_matches("http://").to_string()
 }
@@ -154,6 +158,7 @@ fn captured() -> String {
 /// their status, not an empty reply.
 #[tokio::test]
 async fn d01_stray_bytes_do_not_keep_a_closed_subscriber_or_delay_answers() {
+    let _shared = MEMORY.read().await;
     let server = feed(|_| {}).await;
     let addr = addr(&server);
     let hub = server.engine.app.hub.clone();
@@ -194,6 +199,7 @@ async fn d01_stray_bytes_do_not_keep_a_closed_subscriber_or_delay_answers() {
 /// #2: a single huge header gets 431.
 #[tokio::test]
 async fn d02_a_huge_header_gets_431() {
+    let _shared = MEMORY.read().await;
     let server = feed(|_| {}).await;
     let huge = format!("X-Big: {}\r\n", "b".repeat(200_000));
     let reply = exchange(&addr(&server), request("/hello", &huge), false, TIMEOUT).await;
@@ -203,6 +209,7 @@ async fn d02_a_huge_header_gets_431() {
 /// #3: an idle connection does not hold shutdown for `--shutdown-timeout-secs`.
 #[tokio::test]
 async fn d03_an_idle_connection_does_not_hold_shutdown() {
+    let _shared = MEMORY.read().await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("feed.js"), FEED).unwrap();
     let mut settings = common::settings(dir.path());
@@ -230,6 +237,7 @@ async fn d03_an_idle_connection_does_not_hold_shutdown() {
 /// #4: an LF-only request head is answered at once.
 #[tokio::test]
 async fn d04_lf_only_heads_are_answered() {
+    let _shared = MEMORY.read().await;
     let server = feed(|_| {}).await;
     let head = b"GET /hello HTTP/1.1\nHost: x\n\n".to_vec();
     let reply = exchange(&addr(&server), head, false, Duration::from_secs(5)).await;
@@ -239,6 +247,7 @@ async fn d04_lf_only_heads_are_answered() {
 /// #5: a subscriber's query is bounded, on both subscription paths.
 #[tokio::test]
 async fn d05_a_subscriber_query_is_bounded() {
+    let _shared = MEMORY.read().await;
     let server = feed(|_| {}).await;
     let addr = addr(&server);
     let long = format!("?{}", "&a=1".repeat(2000));
@@ -255,6 +264,7 @@ async fn d05_a_subscriber_query_is_bounded() {
 /// #6: a stalled subscriber pins at most `--stream-lag-bytes` of frames.
 #[tokio::test]
 async fn d06_a_stalled_subscriber_pins_a_bounded_number_of_bytes() {
+    let _alone = MEMORY.write().await;
     let server = feed(|s| {
         s.hub.lag_bytes = 2 << 20;
         s.hub.replay_bytes = 1 << 20;
@@ -287,6 +297,7 @@ async fn d06_a_stalled_subscriber_pins_a_bounded_number_of_bytes() {
 /// #7: whatever a script passes off as JSON, it cannot add SSE fields.
 #[tokio::test]
 async fn d07_a_script_cannot_inject_stream_fields() {
+    let _shared = MEMORY.read().await;
     let script = r#"
 routeRegistry.registerStreamRoute("/feed");
 routeRegistry.registerRoute("POST", "/send", () => {
@@ -327,6 +338,7 @@ routeRegistry.registerRoute("GET", "/:a/:b/:c/:d/:e/:f/:g/:h/:i/:j/:k/:l/:m/:n/:
 /// nor a hot reload takes the server or the route browser down.
 #[tokio::test]
 async fn d08_a_route_with_too_many_parameters_is_refused() {
+    let _shared = MEMORY.read().await;
     let server = TestServer::start(&[("feed.js", FEED), ("many.js", MANY_PARAMS)]).await;
     assert_eq!(server.script("many.js").await["status"], "error");
     server.write("many2.js", MANY_PARAMS);
@@ -350,6 +362,7 @@ async fn d08_a_route_with_too_many_parameters_is_refused() {
 /// #9: a non-ASCII header value from a script, and a script file name with `)`.
 #[tokio::test]
 async fn d09_non_ascii_headers_and_odd_file_names_do_not_panic() {
+    let _shared = MEMORY.read().await;
     let echo = r#"
 routeRegistry.registerRoute("GET", "/h", (req) => ({
   headers: { "content-type": req.query.t }, body: "ok",
@@ -375,6 +388,7 @@ routeRegistry.registerRoute("GET", "/throw", () => { throw new Error("boom"); })
 /// #10: streams per script, message size, and replay kept by bytes.
 #[tokio::test]
 async fn d10_stream_memory_is_bounded_per_script_and_per_stream() {
+    let _shared = MEMORY.read().await;
     let streams = r#"
 for (let i = 0; i < 5; i++) routeRegistry.registerStreamRoute("/s" + i);
 "#;
@@ -415,6 +429,7 @@ routeRegistry.registerRoute("POST", "/send", (req) => {
 /// #11: console lines are escaped, capped and rate-limited.
 #[tokio::test]
 async fn d11_console_output_is_escaped_capped_and_rate_limited() {
+    let _shared = MEMORY.read().await;
     logs();
     let script = r#"
 routeRegistry.registerRoute("GET", "/log", () => {
@@ -451,6 +466,7 @@ routeRegistry.registerRoute("GET", "/after", () => { console.log("c11-after"); r
 /// #12: a script cannot reach the guest's configuration to raise its caps.
 #[tokio::test]
 async fn d12_configure_is_not_reachable_by_scripts() {
+    let _shared = MEMORY.read().await;
     let script = r#"
 let attempt = "none";
 try { __aiwe.configure({ maxTimers: 100 }); attempt = "called"; } catch (e) { attempt = String(e); }
@@ -474,6 +490,7 @@ routeRegistry.registerRoute("GET", "/timers", () => {
 /// reloads; an oversized script is refused without being read.
 #[tokio::test]
 async fn d13_the_watcher_ignores_reads_and_unchanged_files() {
+    let _shared = MEMORY.read().await;
     let scripts: Vec<(String, String)> = (0..3)
         .map(|i| {
             (
@@ -530,6 +547,7 @@ async fn barrier(server: &TestServer, name: &str) {
 /// #14: a symlink out of the scripts folder is not followed, nor echoed.
 #[tokio::test]
 async fn d14_symlinks_out_of_the_folder_are_not_followed() {
+    let _shared = MEMORY.read().await;
     let outside = tempfile::tempdir().unwrap();
     let secret = outside.path().join("secret.js");
     std::fs::write(
@@ -560,6 +578,7 @@ async fn d14_symlinks_out_of_the_folder_are_not_followed() {
 /// `--max-connections`: the one over the cap gets a 503 and is closed.
 #[tokio::test]
 async fn connections_over_the_cap_get_503() {
+    let _shared = MEMORY.read().await;
     let server = feed(|s| s.max_connections = 2).await;
     let addr = addr(&server);
     let a = TcpStream::connect(&addr).await.unwrap();
@@ -577,6 +596,7 @@ async fn connections_over_the_cap_get_503() {
 /// `--header-read-timeout-secs`: a connection that sends no head is closed.
 #[tokio::test]
 async fn an_idle_connection_is_closed_after_the_head_timeout() {
+    let _shared = MEMORY.read().await;
     let server = feed(|s| s.header_read_timeout = Duration::from_secs(1)).await;
     let reply = exchange(&addr(&server), Vec::new(), false, TIMEOUT).await;
     assert_eq!(reply, Some(Vec::new()), "closed without a word");
@@ -723,6 +743,7 @@ fn random_script(rng: &mut Rng) -> String {
 /// server: every request gets a status line or a close, and it keeps serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fuzz_request_heads_and_scripts() {
+    let _shared = MEMORY.read().await;
     let server = feed(|s| s.header_read_timeout = Duration::from_secs(3)).await;
     let addr = addr(&server);
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
