@@ -60,7 +60,7 @@ impl Default for HubLimits {
             replay_bytes: 4 << 20,
             per_stream: 20_000,
             total: 50_000,
-            lag_bytes: 4 << 20,
+            lag_bytes: 32 << 20,
             message_bytes: 1 << 20,
             streams_per_script: 64,
         }
