@@ -37,3 +37,21 @@ pub fn panic_message(panic: &(dyn Any + Send)) -> &str {
         .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
         .unwrap_or("(no message)")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_while_answering_is_a_500() {
+        let res = catch(async {
+            let v: Vec<u8> = Vec::new();
+            let _ = v.get(3).expect("a host bug");
+            reply::text(StatusCode::OK, "unreachable")
+        })
+        .await;
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let res = catch(async { reply::text(StatusCode::OK, "fine") }).await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+}
