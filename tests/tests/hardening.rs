@@ -676,7 +676,21 @@ fn random_head(rng: &mut Rng) -> Vec<u8> {
             let mut h = format!(
                 "{} {} HTTP/1.1\r\nHost: x\r\n",
                 rng.pick(&["GET", "POST", "HEAD", "DELETE"]),
-                rng.pick(&["/hello", "/feed", "/send?n=1", "/nope", "/_engine/routes"])
+                // The fixed routes, and some the random scripts may have registered.
+                rng.pick(&[
+                    "/hello",
+                    "/feed",
+                    "/send?n=1",
+                    "/nope",
+                    "/_engine/routes",
+                    "/a",
+                    "/a/a",
+                    "/a/x/y",
+                    "/%C3%A9",
+                    "/%7Bx%7D",
+                    "/a/%20",
+                    "/"
+                ])
             );
             for _ in 0..rng.below(4) {
                 h.push_str(rng.pick(PIECES));
