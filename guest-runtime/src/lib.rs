@@ -36,7 +36,7 @@ impl Guest for Component {
             let result = cx
                 .eval_with_options::<Value, _>(source, options)
                 .and_then(|_| {
-                    let api: Object = cx.globals().get("__aiwe")?;
+                    let api = runtime::api(&cx)?;
                     let check: Function = api.get("checkHandlers")?;
                     check.call::<_, ()>(())
                 });
@@ -50,7 +50,7 @@ impl Guest for Component {
     fn handle(id: u64, req: Request) -> Handled {
         runtime::with(|cx| {
             let outcome = (|| {
-                let api: Object = cx.globals().get("__aiwe")?;
+                let api = runtime::api(&cx)?;
                 let dispatch: Function = api.get("dispatch")?;
                 let js_req = convert::request_to_js(&cx, &req)?;
                 let result: Value = dispatch.call((req.handler, js_req))?;
@@ -83,7 +83,7 @@ impl Guest for Component {
     fn run_timer() {
         runtime::with(|cx| {
             let run = (|| {
-                let api: Object = cx.globals().get("__aiwe")?;
+                let api = runtime::api(&cx)?;
                 let run_timer: Function = api.get("runTimer")?;
                 run_timer.call::<_, ()>(())
             })();

@@ -1,8 +1,10 @@
 // The script API, built from the raw host functions the Rust side installs as
 // `__aiwe_host`. Argument checks and the API's shape live here; Rust stays thin.
-// Evaluated once per instance, before the user's script.
+// Evaluated once per instance, before the user's script. Its value is the
+// internal API the Rust side calls; nothing of it is left in a global.
 (function (host) {
   "use strict";
+  delete globalThis.__aiwe_host;
 
   const handlers = [];
 
@@ -229,8 +231,7 @@
 
   // No `configure` here: the host's settings reach the prelude only through
   // hidden host functions, so a script cannot raise its own caps.
-  const api = { dispatch, toResponse, checkHandlers, runTimer, defer };
-  Object.defineProperty(globalThis, "__aiwe", { value: Object.freeze(api) });
+  const api = Object.freeze({ dispatch, toResponse, checkHandlers, runTimer, defer });
   globalThis.routeRegistry = routeRegistry;
   globalThis.sendStreamMessage = sendStreamMessage;
   globalThis.console = console;
@@ -246,5 +247,5 @@
       Promise.resolve().then(() => callback());
     };
   }
+  return api;
 })(globalThis.__aiwe_host);
-delete globalThis.__aiwe_host;

@@ -474,7 +474,7 @@ routeRegistry.registerRoute("GET", "/timers", () => {
   const ids = [];
   try { for (let i = 0; i < 50; i++) ids.push(setTimeout(() => {}, 100000)); } catch (_) {}
   ids.forEach(clearTimeout);
-  return { body: `${ids.length} ${attempt}` };
+  return { body: `${ids.length} ${attempt} ${typeof __aiwe} ${typeof __aiwe_host}` };
 });
 "#;
     let server = TestServer::start_with(&[("t.js", script)], |s| s.limits.max_timers = 3).await;
@@ -482,6 +482,8 @@ routeRegistry.registerRoute("GET", "/timers", () => {
     assert_eq!(status, 200);
     assert!(body.starts_with("3 "), "{body}");
     assert!(!body.contains("called"), "{body}");
+    // Nothing of the guest's internals is left where a script can reach it.
+    assert!(body.ends_with(" undefined undefined"), "{body}");
 }
 
 // ---------------------------------------------------------------- the host's own files
