@@ -62,7 +62,7 @@ impl Default for HubLimits {
             total: 50_000,
             lag_bytes: 32 << 20,
             message_bytes: 1 << 20,
-            streams_per_script: 64,
+            streams_per_script: 16,
         }
     }
 }
