@@ -290,6 +290,10 @@ async fn d06_a_stalled_subscriber_pins_a_bounded_number_of_bytes() {
         || async { rss_bytes().saturating_sub(before) < 60 << 20 },
     )
     .await;
+    eprintln!(
+        "d06: RSS grew by {} MiB for 150 MiB sent past a stalled subscriber",
+        rss_bytes().saturating_sub(before) >> 20
+    );
 }
 
 // ---------------------------------------------------------------- hostile scripts
@@ -518,6 +522,7 @@ async fn d13_the_watcher_ignores_reads_and_unchanged_files() {
     }
     barrier(&server, "b2").await;
     let extra = app.files_read() - reads;
+    eprintln!("d13: {extra} script files read for 60 outside reads and one new file");
     assert!(extra <= 4, "{extra} script files read for one new file");
     for (name, _) in &scripts {
         assert_eq!(server.script(name).await["version"], 1, "{name}");
