@@ -11,6 +11,14 @@ use crate::aiwebengine::script::host::{self, LogLevel};
 
 thread_local! {
     static LOADING: Cell<bool> = const { Cell::new(false) };
+    /// The host's `--max-timers`, from `load`'s config.
+    static MAX_TIMERS: Cell<u32> = const { Cell::new(1000) };
+}
+
+/// Applies the host's timer cap. The prelude reads it through the hidden
+/// `maxTimers` host function; there is no setter a script could call.
+pub fn set_max_timers(max: u32) {
+    MAX_TIMERS.with(|m| m.set(max));
 }
 
 /// Routes and streams may only be registered while the script's top level runs.
@@ -81,6 +89,7 @@ pub fn register(cx: &Ctx<'_>) -> Result<()> {
             host::set_wakeup(delay.map(|d| d.clamp(0.0, u32::MAX as f64) as u32));
         }),
     )?;
+    raw.set("maxTimers", Func::from(|| MAX_TIMERS.with(|m| m.get())))?;
     raw.set("completeResponse", Func::from(complete_response))?;
     raw.set("completeError", Func::from(complete_error))?;
     cx.globals().set("__aiwe_host", raw)

@@ -26,14 +26,8 @@ struct Component;
 impl Guest for Component {
     fn load(name: String, source: String, config: Config) -> Result<(), ScriptError> {
         runtime::with(|cx| {
-            let configured = (|| {
-                let api: Object = cx.globals().get("__aiwe")?;
-                let configure: Function = api.get("configure")?;
-                let js_config = Object::new(cx.clone())?;
-                js_config.set("maxTimers", config.max_timers)?;
-                configure.call::<_, ()>((js_config,))
-            })();
-            configured.map_err(|e| convert::script_error(&cx, e))?;
+            // Kept on the Rust side: nothing a script can reach can change it.
+            host::set_max_timers(config.max_timers);
             host::set_loading(true);
             let mut options = EvalOptions::default();
             options.global = true;
@@ -42,7 +36,7 @@ impl Guest for Component {
             let result = cx
                 .eval_with_options::<Value, _>(source, options)
                 .and_then(|_| {
-                    let api: Object = cx.globals().get("__aiwe")?;
+                    let api = runtime::api(&cx)?;
                     let check: Function = api.get("checkHandlers")?;
                     check.call::<_, ()>(())
                 });
@@ -56,7 +50,7 @@ impl Guest for Component {
     fn handle(id: u64, req: Request) -> Handled {
         runtime::with(|cx| {
             let outcome = (|| {
-                let api: Object = cx.globals().get("__aiwe")?;
+                let api = runtime::api(&cx)?;
                 let dispatch: Function = api.get("dispatch")?;
                 let js_req = convert::request_to_js(&cx, &req)?;
                 let result: Value = dispatch.call((req.handler, js_req))?;
@@ -89,7 +83,7 @@ impl Guest for Component {
     fn run_timer() {
         runtime::with(|cx| {
             let run = (|| {
-                let api: Object = cx.globals().get("__aiwe")?;
+                let api = runtime::api(&cx)?;
                 let run_timer: Function = api.get("runTimer")?;
                 run_timer.call::<_, ()>(())
             })();

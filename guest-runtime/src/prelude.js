@@ -1,8 +1,10 @@
 // The script API, built from the raw host functions the Rust side installs as
 // `__aiwe_host`. Argument checks and the API's shape live here; Rust stays thin.
-// Evaluated once per instance, before the user's script.
+// Evaluated once per instance, before the user's script. Its value is the
+// internal API the Rust side calls; nothing of it is left in a global.
 (function (host) {
   "use strict";
+  delete globalThis.__aiwe_host;
 
   const handlers = [];
 
@@ -18,6 +20,8 @@
     return String(value);
   }
 
+  // A script may replace JSON.stringify and so send any text at all: the host
+  // frames it safely (data lines split on CR and LF) whatever it holds.
   function serialise(data) {
     const json = JSON.stringify(data);
     return json === undefined ? "null" : json;
@@ -155,7 +159,6 @@
   // callbacks never overlap requests and run under the same limits.
   const timers = new Map();
   let nextTimerId = 1;
-  let maxTimers = 1000;
   let wakeupDue; // the due time last told to the host
 
   function schedule() {
@@ -176,6 +179,7 @@
     if (typeof callback !== "function") {
       throw new TypeError(`${kind}: callback must be a function, got ${describe(callback)}`);
     }
+    const maxTimers = host.maxTimers(); // the host's cap; scripts cannot change it
     if (timers.size >= maxTimers) {
       throw new RangeError(`${kind}: too many timers (this script may have ${maxTimers} at once)`);
     }
@@ -208,10 +212,6 @@
     schedule();
   }
 
-  function configure(config) {
-    maxTimers = config.maxTimers;
-  }
-
   // A handler whose Promise is still pending answers when it settles.
   function defer(id, promise) {
     promise.then(
@@ -229,8 +229,9 @@
     );
   }
 
-  const api = { dispatch, toResponse, checkHandlers, runTimer, configure, defer };
-  Object.defineProperty(globalThis, "__aiwe", { value: Object.freeze(api) });
+  // No `configure` here: the host's settings reach the prelude only through
+  // hidden host functions, so a script cannot raise its own caps.
+  const api = Object.freeze({ dispatch, toResponse, checkHandlers, runTimer, defer });
   globalThis.routeRegistry = routeRegistry;
   globalThis.sendStreamMessage = sendStreamMessage;
   globalThis.console = console;
@@ -246,5 +247,5 @@
       Promise.resolve().then(() => callback());
     };
   }
+  return api;
 })(globalThis.__aiwe_host);
-delete globalThis.__aiwe_host;

@@ -3,7 +3,7 @@
 
 use std::cell::OnceCell;
 
-use javy::quickjs::Ctx;
+use javy::quickjs::{Ctx, Object, Persistent};
 use javy::{Config, Runtime};
 
 /// Start collecting garbage after this many bytes were allocated since the last
@@ -12,6 +12,10 @@ const GC_THRESHOLD: usize = 1 << 20;
 
 thread_local! {
     static RUNTIME: OnceCell<Runtime> = const { OnceCell::new() };
+    /// The prelude's internal API (dispatch, toResponse, checkHandlers,
+    /// runTimer, defer). Held here, not in a global: no script can call,
+    /// replace or inspect what the host relies on.
+    static API: OnceCell<Persistent<Object<'static>>> = const { OnceCell::new() };
 }
 
 fn build() -> Runtime {
@@ -24,8 +28,10 @@ fn build() -> Runtime {
     let runtime = Runtime::new(config).expect("the QuickJS runtime to start");
     runtime.context().with(|cx| {
         crate::host::register(&cx).expect("host functions to register");
-        cx.eval::<(), _>(include_str!("prelude.js"))
-            .expect("the prelude to evaluate");
+        let api: Object = cx
+            .eval(include_str!("prelude.js"))
+            .expect("the prelude to evaluate to its API");
+        let _ = API.with(|cell| cell.set(Persistent::save(&cx, api)));
     });
     runtime
 }
@@ -33,6 +39,13 @@ fn build() -> Runtime {
 /// Runs `f` inside the runtime's context.
 pub fn with<R>(f: impl FnOnce(Ctx<'_>) -> R) -> R {
     RUNTIME.with(|cell| cell.get_or_init(build).context().with(f))
+}
+
+/// The prelude's internal API, in `cx` (only valid inside `with`).
+pub fn api<'js>(cx: &Ctx<'js>) -> javy::quickjs::Result<Object<'js>> {
+    API.with(|cell| cell.get().cloned())
+        .expect("the prelude ran when the runtime was built")
+        .restore(cx)
 }
 
 /// Runs queued Promise jobs until none are left. A job that throws leaves an

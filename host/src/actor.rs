@@ -100,10 +100,17 @@ pub fn describe(script: &str, error: &ScriptError) -> String {
 /// The first `file:line:column` of `script` in a QuickJS stack.
 fn locate<'a>(script: &str, stack: &'a str) -> Option<&'a str> {
     stack.lines().find_map(|line| {
-        let start = line.find(script)?;
-        let place = &line[start..];
-        let place = place.split(')').next().unwrap_or(place).trim_end();
-        place[script.len()..].starts_with(':').then_some(place)
+        // `split_at_checked` and `strip_prefix`, not slicing: the script's
+        // name itself may hold `)` (a file named "a).js" once panicked here).
+        let (_, place) = line.split_at_checked(line.find(script)?)?;
+        let after = place.strip_prefix(script)?;
+        let end = after.find(')').unwrap_or(after.len()) + script.len();
+        let (place, _) = place.split_at_checked(end)?;
+        let place = place.trim_end();
+        place
+            .strip_prefix(script)?
+            .starts_with(':')
+            .then_some(place)
     })
 }
 
@@ -174,10 +181,33 @@ impl Actor {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
-            self.expire_deferred();
-            self.run_due_timer();
+            self.guarded("expiring deferred requests", |actor| {
+                actor.expire_deferred()
+            });
+            self.guarded("a timer", |actor| actor.run_due_timer());
         }
         tracing::debug!(script = %self.recipe.name, "script actor finished");
+    }
+
+    /// Runs `f`; a panic inside it (a host bug: the guest's own failures are
+    /// traps, not panics) is logged, the instance is thrown away as after a
+    /// trap, and the thread lives on to serve the next job.
+    fn guarded<R>(&mut self, what: &str, f: impl FnOnce(&mut Self) -> R) -> Option<R> {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut *self))) {
+            Ok(value) => Some(value),
+            Err(panic) => {
+                let panic = crate::server::panic_guard::panic_message(panic.as_ref());
+                tracing::error!(script = %self.recipe.name, route = what, panic, "internal error in the script's thread; restarting the script");
+                self.instance = None;
+                for (_, d) in self.deferred.drain() {
+                    let _ = d
+                        .reply
+                        .send(Err(CallError::Trap("the script was restarted".into())));
+                }
+                self.failed();
+                None
+            }
+        }
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -199,9 +229,14 @@ impl Actor {
         // The turn's log lines (the script's console included) carry the request id.
         let _turn = tracing::info_span!("request", request_id = %request.id).entered();
         let route = format!("{} {}", request.method, request.path);
-        match self.call(&route, |guest, store| {
-            guest.call_handle(store, id, &request)
-        }) {
+        let outcome = self
+            .guarded(&route, |actor| {
+                actor.call(&route, |guest, store| {
+                    guest.call_handle(store, id, &request)
+                })
+            })
+            .unwrap_or_else(|| Err(CallError::Trap("the host failed while running it".into())));
+        match outcome {
             Ok(Handled::Done(response)) => {
                 let _ = reply.send(Ok(response));
             }
@@ -394,5 +429,11 @@ mod tests {
             stack: None,
         };
         assert_eq!(describe("x.js", &e), "Error: y");
+        let e = ScriptError {
+            message: "Error: z".into(),
+            stack: Some("    at f (a).js:3:9)\n    at g (a).js)\n".into()),
+        };
+        assert_eq!(describe("a).js", &e), "Error: z (at a).js:3:9)");
+        assert_eq!(describe("a).js:9).js", &e), "Error: z");
     }
 }

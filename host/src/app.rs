@@ -4,8 +4,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
@@ -18,6 +19,7 @@ use crate::metrics::{Metrics, Reload};
 use crate::registry::{Conflict, RouteTable};
 use crate::script::{LoadError, LoadedScript};
 use crate::server::admin::AdminToken;
+use crate::script_files::{self, Found, Stamp};
 use crate::streams::{Hub, HubLimits};
 
 /// The knobs `serve` takes from the command line.
@@ -47,6 +49,13 @@ pub struct Settings {
     pub watch: bool,
     /// Fuel, time and memory for each guest call.
     pub limits: Limits,
+    /// How long a client may take to send a request head; also how long an
+    /// idle keep-alive connection stays open.
+    pub header_read_timeout: Duration,
+    /// Connections open at once; more are answered 503 and closed.
+    pub max_connections: usize,
+    /// Largest script file loaded, in bytes; a bigger one is a load error.
+    pub max_script_bytes: u64,
 }
 
 impl Settings {
@@ -64,6 +73,9 @@ impl Settings {
             cache_dir: crate::engine::default_cache_dir(),
             watch: true,
             limits: Limits::default(),
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: crate::fd_limit::default_max_connections(),
+            max_script_bytes: 10 << 20,
         }
     }
 }
@@ -81,6 +93,8 @@ pub struct Slot {
     pub error: Option<(LoadError, SystemTime)>,
     /// Hash of the source that failed, so it is not retried until it changes.
     failed_hash: Option<u64>,
+    /// The file as last read, so an unchanged one is not read again.
+    stamp: Option<Stamp>,
 }
 
 pub struct App {
@@ -91,9 +105,12 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     pub health: Health,
     slots: Mutex<BTreeMap<String, Slot>>,
-    /// One reconcile at a time: the first load and a watcher batch (the watch
-    /// starts first) must not load the same unchanged file twice.
+    /// Held by the one reconcile running: the first load and the watcher's
+    /// first batch must not both load a file (which made every script start
+    /// at version 2).
     reconciling: tokio::sync::Mutex<()>,
+    /// Script files read from disk so far (see `files_read`).
+    files_read: Arc<AtomicU64>,
 }
 
 /// A script as the route browser shows it.
@@ -108,6 +125,7 @@ pub struct ScriptView {
 struct Candidate {
     name: String,
     hash: u64,
+    stamp: Option<Stamp>,
     source: Result<String, LoadError>,
 }
 
@@ -125,7 +143,19 @@ impl App {
             table: ArcSwap::from_pointee(RouteTable::default()),
             slots: Mutex::new(BTreeMap::new()),
             reconciling: tokio::sync::Mutex::new(()),
+            files_read: Arc::new(AtomicU64::new(0)),
         }))
+    }
+
+    /// The slots; a panic elsewhere while they were locked leaves them usable
+    /// (every update to them is complete between statements).
+    fn slots(&self) -> MutexGuard<'_, BTreeMap<String, Slot>> {
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How many script files have been read from disk: an idle server reads none.
+    pub fn files_read(&self) -> u64 {
+        self.files_read.load(Ordering::Relaxed)
     }
 
     /// Loads every `*.js` file of the scripts folder.
@@ -134,7 +164,7 @@ impl App {
         std::fs::read_dir(dir)
             .with_context(|| format!("reading the scripts folder {}", dir.display()))?;
         self.reconcile(None).await;
-        if self.slots.lock().unwrap().is_empty() {
+        if self.slots().is_empty() {
             tracing::warn!(dir = %dir.display(), "no *.js scripts found");
         }
         Ok(())
@@ -146,27 +176,57 @@ impl App {
     /// swapped once for the whole batch. A version that fails to load, or that
     /// would lose a route its predecessor served, leaves the predecessor serving.
     pub async fn reconcile(self: &Arc<Self>, names: Option<BTreeSet<String>>) {
-        let _one_at_a_time = self.reconciling.lock().await;
-        let names = names.unwrap_or_else(|| self.all_names());
+        let _turn = self.reconciling.lock().await;
+        let known: BTreeMap<String, Option<Stamp>> = self
+            .slots()
+            .iter()
+            .map(|(name, slot)| (name.clone(), slot.stamp.clone()))
+            .collect();
+        let (dir, max_bytes) = (
+            self.settings.scripts_dir.clone(),
+            self.settings.max_script_bytes,
+        );
+        let reads = self.files_read.clone();
+        // File reads block: they run where they cannot stall request handling.
+        let found = tokio::task::spawn_blocking(move || {
+            script_files::scan(&dir, names, &known, max_bytes, &reads)
+        })
+        .await;
+        let found = match found {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::error!("reading the scripts folder failed: {e}");
+                return;
+            }
+        };
         let mut candidates = Vec::new();
         let mut gone = Vec::new();
         {
-            let slots = self.slots.lock().unwrap();
-            for name in names.into_iter().filter(|n| is_script_name(n)) {
-                let path = self.settings.scripts_dir.join(&name);
-                let Some(source) = read_source(&path) else {
-                    if slots.contains_key(&name) {
-                        gone.push(name);
+            let mut slots = self.slots();
+            for (name, found) in found {
+                let (stamp, source) = match found {
+                    Found::Unchanged => continue,
+                    Found::Gone => {
+                        if slots.contains_key(&name) {
+                            gone.push(name);
+                        }
+                        continue;
                     }
-                    continue;
+                    Found::Read { stamp, source } => (stamp, source),
                 };
                 let hash = hash_of(&source);
                 let unchanged = slots.get(&name).is_some_and(|s| {
                     (s.live.is_some() && s.live_hash == hash && s.error.is_none())
                         || s.failed_hash == Some(hash)
                 });
-                if !unchanged {
-                    candidates.push(Candidate { name, hash, source });
+                match slots.get_mut(&name) {
+                    Some(slot) if unchanged => slot.stamp = stamp,
+                    _ => candidates.push(Candidate {
+                        name,
+                        hash,
+                        stamp,
+                        source,
+                    }),
                 }
             }
         }
@@ -178,11 +238,11 @@ impl App {
                 Ok(source) => self.start(&c.name, source).await,
                 Err(e) => Err(e),
             };
-            (c.name, c.hash, result)
+            (c.name, c.hash, c.stamp, result)
         });
         let results = futures_util::future::join_all(loads).await;
 
-        let mut slots = self.slots.lock().unwrap();
+        let mut slots = self.slots();
         for name in gone {
             slots.remove(&name);
             self.metrics.reload(Reload::Removed);
@@ -191,8 +251,9 @@ impl App {
         let before = self.table.load_full();
         let mut replaced = Vec::new();
         let mut loaded = Vec::new();
-        for (name, hash, result) in results {
+        for (name, hash, stamp, result) in results {
             let slot = slots.entry(name.clone()).or_default();
+            slot.stamp = stamp;
             if let (Ok(_), Some(old)) = (&result, &slot.live) {
                 replaced.push((name.clone(), old.clone(), slot.live_hash, slot.version));
             }
@@ -227,7 +288,9 @@ impl App {
                 .collect::<Vec<_>>()
                 .join("; ");
             tracing::error!(script = %name, "new version not loaded: {message}; the previous version keeps serving");
-            let slot = slots.get_mut(&name).expect("slot was just filled");
+            let Some(slot) = slots.get_mut(&name) else {
+                continue; // cannot happen: it was just filled
+            };
             slot.failed_hash = Some(slot.live_hash);
             slot.live = Some(old);
             slot.live_hash = old_hash;
@@ -252,20 +315,6 @@ impl App {
         self.swap(table);
     }
 
-    /// Script files on disk and scripts loaded, by name.
-    fn all_names(&self) -> BTreeSet<String> {
-        let mut names: BTreeSet<String> = self.slots.lock().unwrap().keys().cloned().collect();
-        match std::fs::read_dir(&self.settings.scripts_dir) {
-            Ok(entries) => {
-                names.extend(entries.filter_map(|e| e.ok()?.file_name().into_string().ok()))
-            }
-            Err(e) => {
-                tracing::error!(dir = %self.settings.scripts_dir.display(), "cannot list the scripts folder: {e}")
-            }
-        }
-        names
-    }
-
     async fn start(&self, name: &str, source: String) -> Result<Arc<LoadedScript>, LoadError> {
         LoadedScript::start(
             self.wasm.clone(),
@@ -286,9 +335,7 @@ impl App {
     }
 
     pub fn scripts(&self) -> Vec<ScriptView> {
-        self.slots
-            .lock()
-            .unwrap()
+        self.slots()
             .iter()
             .map(|(name, slot)| ScriptView {
                 name: name.clone(),
@@ -356,27 +403,4 @@ fn apply(slot: &mut Slot, name: &str, hash: u64, result: Result<Arc<LoadedScript
 /// `*.js` files count as scripts; hidden and editor temp files do not.
 pub fn is_script_name(name: &str) -> bool {
     name.ends_with(".js") && !name.starts_with('.') && !name.starts_with('#') && !name.contains('~')
-}
-
-/// A script's source: `None` when there is no such file (any more), an error
-/// when it cannot be read or is not UTF-8.
-fn read_source(path: &Path) -> Option<Result<String, LoadError>> {
-    match std::fs::metadata(path) {
-        Ok(meta) if meta.is_file() => {}
-        _ => return None,
-    }
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-        Err(e) => {
-            return Some(Err(LoadError {
-                message: format!("cannot read {}: {e}", path.display()),
-                detail: None,
-            }))
-        }
-    };
-    Some(String::from_utf8(bytes).map_err(|e| LoadError {
-        message: format!("{} is not UTF-8 text: {e}", path.display()),
-        detail: None,
-    }))
 }

@@ -65,6 +65,28 @@ pub struct ServeArgs {
     /// Seconds a connection may be unable to take writes before it is closed.
     #[arg(long, default_value_t = 30)]
     pub write_stall_secs: u64,
+    /// Bytes of messages a stream subscriber may fall behind before it is
+    /// disconnected (bounds what one stalled subscriber holds).
+    #[arg(long, default_value_t = HubLimits::default().lag_bytes)]
+    pub stream_lag_bytes: usize,
+    /// Largest stream message (its JSON) a script may send, in bytes; larger
+    /// ones throw in the script.
+    #[arg(long, default_value_t = HubLimits::default().message_bytes)]
+    pub max_message_bytes: usize,
+    /// Streams one script may register.
+    #[arg(long, default_value_t = HubLimits::default().streams_per_script)]
+    pub max_streams_per_script: usize,
+    /// Connections open at once; more get a 503 and are closed (default: the
+    /// file-descriptor limit minus 256).
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+    /// Seconds a client may take to send a request head; an idle keep-alive
+    /// connection is closed after as long.
+    #[arg(long, default_value_t = 10)]
+    pub header_read_timeout_secs: u64,
+    /// Largest script file loaded, in bytes; a bigger one is a load error.
+    #[arg(long, default_value_t = 10 << 20)]
+    pub max_script_bytes: u64,
     /// Seconds shutdown waits for open connections to finish.
     #[arg(long, default_value_t = 10)]
     pub shutdown_timeout_secs: u64,
@@ -126,7 +148,15 @@ impl ServeArgs {
             replay_bytes: self.replay_bytes,
             per_stream: self.max_subscribers_per_stream,
             total: self.max_subscribers,
+            lag_bytes: self.stream_lag_bytes,
+            message_bytes: self.max_message_bytes,
+            streams_per_script: self.max_streams_per_script,
         };
+        if let Some(max) = self.max_connections {
+            s.max_connections = max.max(1);
+        }
+        s.header_read_timeout = Duration::from_secs(self.header_read_timeout_secs.max(1));
+        s.max_script_bytes = self.max_script_bytes;
         s.keep_alive = Duration::from_secs(self.keep_alive_secs.max(1));
         s.write_stall = Duration::from_secs(self.write_stall_secs.max(1));
         s.shutdown_timeout = Duration::from_secs(self.shutdown_timeout_secs);

@@ -102,8 +102,10 @@ fn load_component(engine: &Engine, wasm: &[u8], cache_dir: Option<&Path>) -> Res
     let mut compat = std::collections::hash_map::DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut compat);
     hash.update(compat.finish().to_le_bytes());
-    let key: String = hash.finalize()[..12]
+    let key: String = hash
+        .finalize()
         .iter()
+        .take(12)
         .map(|b| format!("{b:02x}"))
         .collect();
     let path = dir.join(format!("guest-{key}.cwasm"));

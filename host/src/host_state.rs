@@ -9,6 +9,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::aiwebengine::script::{host::Host, types};
 use crate::bindings::{LogLevel, Response, ScriptError};
+use crate::console::Console;
 use crate::limits::MemoryCap;
 use crate::route_path::RoutePath;
 use crate::streams::Hub;
@@ -45,6 +46,8 @@ pub struct HostState {
     pub wakeup: Option<Instant>,
     /// Answers of deferred requests that arrived during the last call.
     pub completions: Vec<(u64, Result<Response, ScriptError>)>,
+    /// The script's console budget (see `console.rs`).
+    console: Console,
 }
 
 impl HostState {
@@ -67,6 +70,7 @@ impl HostState {
             },
             wakeup: None,
             completions: Vec::new(),
+            console: Console::default(),
         }
     }
 }
@@ -102,6 +106,13 @@ impl Host for HostState {
 
     fn log(&mut self, level: LogLevel, message: String) {
         let script = &*self.script;
+        let Some(line) = self.console.line(&message) else {
+            return;
+        };
+        if line.dropped_before > 0 {
+            tracing::warn!(target: "script", script, dropped = line.dropped_before, "console lines dropped: over the rate limit");
+        }
+        let message = line.text;
         match level {
             LogLevel::Debug => tracing::debug!(target: "script", script, "{message}"),
             LogLevel::Info => tracing::info!(target: "script", script, "{message}"),
@@ -145,6 +156,12 @@ impl Host for HostState {
             return Err("paths under /_engine are reserved for the engine".into());
         }
         if !self.registrations.streams.contains(&path) {
+            let cap = self.hub.limits().streams_per_script;
+            if self.registrations.streams.len() >= cap {
+                return Err(format!(
+                    "a script may register at most {cap} streams (--max-streams-per-script)"
+                ));
+            }
             self.hub.ensure(&path);
             self.registrations.streams.push(path);
         }
@@ -157,6 +174,14 @@ impl Host for HostState {
         json: String,
         filter: Vec<(String, String)>,
     ) -> Result<u32, String> {
+        let cap = self.hub.limits().message_bytes;
+        if json.len() > cap {
+            return Err(format!(
+                "a stream message may be at most {cap} bytes of JSON (--max-message-bytes), \
+                 this one is {}",
+                json.len()
+            ));
+        }
         let reached = match path {
             Some(path) => self
                 .hub

@@ -4,9 +4,11 @@
 //! # Layout
 //! - `cli`        the command line
 //! - `app`        shared state: settings, scripts by file name, the live route table
+//! - `fd_limit`   `--max-connections` sized from the file-descriptor limit
 //! - `engine`     wasmtime: engine config, the compiled guest (cached), the linker
 //! - `bindings`   the one `bindgen!` of `wit/aiwebengine.wit`
 //! - `host_state` a script's `Store` data and the WIT `host` functions it calls
+//! - `console`    a script's console lines: escaped, length-capped, rate-limited
 //! - `limits`     fuel, deadline and memory cap per call; naming what tripped
 //! - `metrics`    Prometheus metrics: names, labels, one-line helpers, exposition
 //! - `health`     loading / ready / shutting down, and the shutdown drain
@@ -16,14 +18,23 @@
 //! - `route_path` `/users/:id/*rest` → router patterns
 //! - `registry`   the route table built from loaded scripts (conflicts, lookups)
 //! - `streams`    the SSE hub: per-stream broadcast, frames encoded once
+//! - `script_files` reading script files off the async workers: size cap, unchanged-file skip, no symlinks out
 //! - `watcher`    hot reload: folder events → `App::reconcile`
 //! - `server`     warp: dispatch to scripts, SSE responses, route browser, errors
+//!
+//! No panic is reachable from a request, a script or a file: slicing and
+//! indexing are denied below (use `get`, `split_once`, iterators), shared locks
+//! survive poisoning, and a panic that still happens while answering a request,
+//! in a script's thread or in the watcher is logged and answered with a 500.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::string_slice))]
 
 pub mod actor;
 pub mod app;
 pub mod bindings;
 pub mod cli;
+pub mod console;
 pub mod engine;
+pub mod fd_limit;
 pub mod health;
 pub mod host_state;
 pub mod limits;
@@ -32,6 +43,7 @@ pub mod metrics;
 pub mod registry;
 pub mod route_path;
 pub mod script;
+pub mod script_files;
 pub mod server;
 pub mod streams;
 pub mod watcher;

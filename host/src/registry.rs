@@ -6,6 +6,7 @@
 //! first to claim a method+path (or a stream path) keeps it.
 
 use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use crate::route_path::RoutePath;
@@ -81,10 +82,44 @@ fn static_key(path: &str) -> String {
 
 impl RouteTable {
     /// Builds the table from loaded scripts; `scripts` must be in file-name order.
+    ///
+    /// Should the router panic on some script's routes (route paths are
+    /// validated at registration so that it does not), the table is built
+    /// again without that script, which is reported as a conflict: a panic here
+    /// must never take the server, or the lock of the scripts, down.
     pub fn build<'a>(scripts: impl IntoIterator<Item = &'a Arc<LoadedScript>>) -> RouteTable {
+        let scripts: Vec<&Arc<LoadedScript>> = scripts.into_iter().collect();
+        let mut excluded: Vec<Arc<str>> = Vec::new();
+        loop {
+            match Self::try_build(&scripts, &excluded) {
+                Ok(mut table) => {
+                    for name in excluded {
+                        table
+                            .conflicts
+                            .entry(name.to_string())
+                            .or_default()
+                            .push(Conflict {
+                                what: "its routes".into(),
+                                owner: "the router failed on them (an internal error)".into(),
+                            });
+                    }
+                    return table;
+                }
+                Err(culprit) => {
+                    tracing::error!(script = %culprit, "the router panicked on this script's routes; serving without them");
+                    excluded.push(culprit);
+                }
+            }
+        }
+    }
+
+    fn try_build(
+        scripts: &[&Arc<LoadedScript>],
+        excluded: &[Arc<str>],
+    ) -> Result<RouteTable, Arc<str>> {
         let mut table = RouteTable::default();
         let mut index: BTreeMap<String, usize> = BTreeMap::new();
-        for script in scripts {
+        for script in scripts.iter().filter(|s| !excluded.contains(&s.name)) {
             let regs = &script.registrations;
             let claims = regs
                 .routes
@@ -95,7 +130,12 @@ impl RouteTable {
                 let slot = match index.get(&key) {
                     Some(slot) => *slot,
                     None => {
-                        if let Err(e) = table.router.insert(key.clone(), table.entries.len()) {
+                        let next = table.entries.len();
+                        let inserted = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                            table.router.insert(key.clone(), next)
+                        }))
+                        .map_err(|_| script.name.clone())?;
+                        if let Err(e) = inserted {
                             let what = route.map_or_else(
                                 || format!("stream {key}"),
                                 |r| format!("{} {}", r.method, r.path.source),
@@ -116,14 +156,16 @@ impl RouteTable {
                         table.entries.len() - 1
                     }
                 };
-                let entry = &mut table.entries[slot];
+                let Some(entry) = table.entries.get_mut(slot) else {
+                    continue; // cannot happen: slots index entries
+                };
                 let (what, owner) = match route {
                     Some(route) => match entry.method(&route.method) {
                         None => {
                             entry.methods.push(MethodRoute {
                                 method: route.method.clone(),
                                 path: route.path.clone(),
-                                script: script.clone(),
+                                script: Arc::clone(script),
                                 handler: route.handler,
                             });
                             continue;
@@ -137,7 +179,7 @@ impl RouteTable {
                         None => {
                             entry.stream = Some(StreamRoute {
                                 path: key.replace("{{", "{").replace("}}", "}"),
-                                script: script.clone(),
+                                script: Arc::clone(script),
                             });
                             continue;
                         }
@@ -152,7 +194,7 @@ impl RouteTable {
                     .push(Conflict { what, owner });
             }
         }
-        table
+        Ok(table)
     }
 
     /// Every stream path in the table.
@@ -165,7 +207,7 @@ impl RouteTable {
     pub fn lookup<'a>(&'a self, path: &'a str) -> Option<Found<'a>> {
         let m = self.router.at(path).ok()?;
         Some(Found {
-            entry: &self.entries[*m.value],
+            entry: self.entries.get(*m.value)?,
             values: m.params.iter().map(|(_, v)| v).collect(),
         })
     }

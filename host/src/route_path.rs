@@ -32,11 +32,21 @@ fn valid_name(name: &str) -> bool {
     !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// Most parameters a route path may have (the router has a hard limit not far above).
+pub const MAX_PARAMS: usize = 16;
+/// Longest route path, in bytes.
+pub const MAX_PATH_BYTES: usize = 1024;
+
 impl RoutePath {
     pub fn parse(path: &str) -> Result<Self, PathError> {
         let err = |why: &str| Err(PathError(format!("invalid route path {path:?}: {why}")));
-        if !path.starts_with('/') {
+        let Some(rest) = path.strip_prefix('/') else {
             return err("it must start with \"/\"");
+        };
+        if path.len() > MAX_PATH_BYTES {
+            return Err(PathError(format!(
+                "invalid route path: it is longer than {MAX_PATH_BYTES} bytes"
+            )));
         }
         if path.contains(['?', '#']) {
             return err("it must not contain a query (?) or fragment (#)");
@@ -44,7 +54,7 @@ impl RoutePath {
         if path.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return err("it must not contain spaces or control characters");
         }
-        let segments: Vec<&str> = path[1..].split('/').collect();
+        let segments: Vec<&str> = rest.split('/').collect();
         let mut key = String::with_capacity(path.len() + 8);
         let mut params: Vec<String> = Vec::new();
         for (i, segment) in segments.iter().enumerate() {
@@ -69,6 +79,9 @@ impl RoutePath {
                 } else {
                     "a \":\" parameter needs a name of letters, digits or _ and must fill its segment"
                 });
+            }
+            if params.len() == MAX_PARAMS {
+                return err(&format!("a route may have at most {MAX_PARAMS} parameters"));
             }
             if params.iter().any(|p| p == name) {
                 return err(&format!("parameter {name:?} appears twice"));
@@ -131,6 +144,10 @@ mod tests {
             ("/a/:x/:x", "appears twice"),
             ("/a?b=1", "query"),
             ("/a b", "spaces"),
+            (
+                "/:a/:b/:c/:d/:e/:f/:g/:h/:i/:j/:k/:l/:m/:n/:o/:p/:q",
+                "at most 16 parameters",
+            ),
         ] {
             let e = RoutePath::parse(path).unwrap_err().to_string();
             assert!(e.contains(why), "{path}: {e}");

@@ -16,7 +16,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
@@ -45,6 +45,13 @@ pub struct HubLimits {
     pub per_stream: usize,
     /// Subscribers in all.
     pub total: usize,
+    /// Bytes of frames a subscriber may fall behind before it is disconnected:
+    /// what one stalled subscriber can pin in the stream's ring.
+    pub lag_bytes: usize,
+    /// Largest message (its JSON) a script may send; larger ones throw.
+    pub message_bytes: usize,
+    /// Streams one script may register.
+    pub streams_per_script: usize,
 }
 
 impl Default for HubLimits {
@@ -55,6 +62,9 @@ impl Default for HubLimits {
             replay_bytes: 4 << 20,
             per_stream: 20_000,
             total: 50_000,
+            lag_bytes: 32 << 20,
+            message_bytes: 1 << 20,
+            streams_per_script: 16,
         }
     }
 }
@@ -64,6 +74,45 @@ pub struct Frame {
     pub id: u64,
     pub bytes: Bytes,
     filter: Option<Params>,
+}
+
+/// A frame as it sits in a stream's broadcast ring. The ring keeps its last
+/// `lag` entries for as long as any subscriber has not read them, so a stalled
+/// subscriber could pin `lag` frames of any size. The fan-out thread therefore
+/// also keeps a window of the last `lag_bytes` of frames it queued and empties
+/// the cells that fall out of it: a subscriber that reaches an empty cell is
+/// more than `lag_bytes` behind and is disconnected, as for a frame lag.
+type Cell = arc_swap::ArcSwapOption<Frame>;
+
+/// The fan-out thread's per-stream record of the cells still inside the window.
+#[derive(Default)]
+struct Window {
+    cells: VecDeque<(std::sync::Weak<Cell>, usize)>,
+    bytes: usize,
+}
+
+impl Window {
+    /// Notes `cell` (of `size` bytes) and empties the oldest cells beyond
+    /// `limit` bytes. Cells more than `ring` entries back have left the ring
+    /// already and are just forgotten.
+    fn push(&mut self, cell: &Arc<Cell>, size: usize, limit: usize, ring: usize) {
+        self.cells.push_back((Arc::downgrade(cell), size));
+        self.bytes += size;
+        while self.cells.len() > ring {
+            if let Some((_, size)) = self.cells.pop_front() {
+                self.bytes -= size;
+            }
+        }
+        while self.bytes > limit && self.cells.len() > 1 {
+            let Some((old, size)) = self.cells.pop_front() else {
+                break;
+            };
+            self.bytes -= size;
+            if let Some(old) = old.upgrade() {
+                old.store(None); // a subscriber still owes it: it has lagged too far
+            }
+        }
+    }
 }
 
 impl Frame {
@@ -90,10 +139,12 @@ pub struct Hub {
 
 struct StreamChannel {
     state: Mutex<StreamState>,
-    tx: broadcast::Sender<Arc<Frame>>,
+    tx: broadcast::Sender<Arc<Cell>>,
     /// Each live subscriber's parameters, to count who a filtered message reaches.
-    subscribers: Arc<Mutex<HashMap<u64, Params>>>,
+    subscribers: Arc<Mutex<HashMap<u64, Arc<Params>>>>,
     metrics: StreamMetrics,
+    /// Only the fan-out thread takes this lock.
+    window: Mutex<Window>,
 }
 
 struct StreamState {
@@ -104,7 +155,9 @@ struct StreamState {
 }
 
 /// Encodes one SSE event. `data` is one JSON text; should it ever hold line
-/// breaks, each line becomes its own `data:` field, as SSE requires.
+/// breaks, each line becomes its own `data:` field, as SSE requires. SSE ends
+/// lines at `\r\n`, `\r` or `\n`, so all three split here: whatever a script
+/// passes off as JSON, it cannot start an `id:`, `event:` or `retry:` line.
 pub fn encode_frame(id: Option<u64>, event: Option<&str>, data: &str) -> Bytes {
     let mut out = String::with_capacity(data.len() + 24);
     if let Some(id) = id {
@@ -117,27 +170,48 @@ pub fn encode_frame(id: Option<u64>, event: Option<&str>, data: &str) -> Bytes {
         out.push_str(event);
         out.push('\n');
     }
-    for line in data.split('\n') {
+    for line in sse_lines(data) {
         out.push_str("data: ");
-        out.push_str(line.strip_suffix('\r').unwrap_or(line));
+        out.push_str(line);
         out.push('\n');
     }
     out.push('\n');
     Bytes::from(out)
 }
 
+/// `data`'s lines as an SSE client reads them: ended by `\r\n`, `\r` or `\n`.
+/// (Built on `split(char)`, which searches with memchr: frames can be large.)
+fn sse_lines(data: &str) -> impl Iterator<Item = &str> {
+    let mut pieces = data.split('\n').peekable();
+    std::iter::from_fn(move || {
+        let piece = pieces.next()?;
+        let ended_by_lf = pieces.peek().is_some();
+        Some(match ended_by_lf {
+            true => piece.strip_suffix('\r').unwrap_or(piece), // CRLF is one line end
+            false => piece,
+        })
+    })
+    .flat_map(|line| line.split('\r'))
+}
+
 /// Decrements the counts of a subscriber when its response goes away.
 struct Subscription {
     id: u64,
     total: Arc<AtomicUsize>,
-    subscribers: Arc<Mutex<HashMap<u64, Params>>>,
+    subscribers: Arc<Mutex<HashMap<u64, Arc<Params>>>>,
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
         self.total.fetch_sub(1, Ordering::Relaxed);
-        self.subscribers.lock().unwrap().remove(&self.id);
+        lock(&self.subscribers).remove(&self.id);
     }
+}
+
+/// Every lock of the hub holds data that stays consistent between statements,
+/// so a panic elsewhere while one was held does not make it unusable.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Hub {
@@ -148,12 +222,16 @@ impl Hub {
     /// A hub counting its streams' traffic in `metrics`.
     pub fn with_metrics(limits: HubLimits, metrics: Arc<Metrics>) -> Self {
         let (fan_out, queue) = crossbeam_channel::unbounded::<(Arc<StreamChannel>, Arc<Frame>)>();
+        let (lag_bytes, ring) = (limits.lag_bytes.max(1), limits.lag.max(1));
         std::thread::Builder::new()
             .name("stream fan-out".into())
             .spawn(move || {
                 // Ends when the hub (the only sender) is dropped.
                 for (stream, frame) in queue {
-                    let _ = stream.tx.send(frame); // Err: nobody is listening
+                    let size = frame.bytes.len();
+                    let cell = Arc::new(Cell::from(Some(frame)));
+                    lock(&stream.window).push(&cell, size, lag_bytes, ring);
+                    let _ = stream.tx.send(cell); // Err: nobody is listening
                 }
             })
             .expect("starting the stream fan-out thread");
@@ -168,10 +246,10 @@ impl Hub {
 
     /// Makes sure a stream exists at `path` (scripts call this as they register).
     pub fn ensure(&self, path: &str) {
-        if self.streams.read().unwrap().contains_key(path) {
+        if self.read_streams().contains_key(path) {
             return;
         }
-        let mut streams = self.streams.write().unwrap();
+        let mut streams = self.write_streams();
         streams.entry(path.to_string()).or_insert_with(|| {
             Arc::new(StreamChannel {
                 state: Mutex::new(StreamState {
@@ -183,17 +261,32 @@ impl Hub {
                 tx: broadcast::channel(self.limits.lag.max(1)).0,
                 subscribers: Arc::new(Mutex::new(HashMap::new())),
                 metrics: self.metrics.stream(path),
+                window: Mutex::new(Window::default()),
             })
         });
     }
 
+    pub fn limits(&self) -> &HubLimits {
+        &self.limits
+    }
+
+    fn read_streams(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<StreamChannel>>> {
+        self.streams.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write_streams(
+        &self,
+    ) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<StreamChannel>>> {
+        self.streams.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Drops every stream `keep` says no to; their subscribers' responses end.
     pub fn retain(&self, keep: impl Fn(&str) -> bool) {
-        self.streams.write().unwrap().retain(|path, _| keep(path));
+        self.write_streams().retain(|path, _| keep(path));
     }
 
     fn get(&self, path: &str) -> Option<Arc<StreamChannel>> {
-        self.streams.read().unwrap().get(path).cloned()
+        self.read_streams().get(path).cloned()
     }
 
     /// Sends `json` to the subscribers of `path` that match `filter` (all when
@@ -202,7 +295,7 @@ impl Hub {
     pub fn broadcast(&self, path: &str, json: &str, filter: Params) -> Option<usize> {
         let stream = self.get(path)?;
         let filter = (!filter.is_empty()).then_some(filter);
-        let mut state = stream.state.lock().unwrap();
+        let mut state = lock(&stream.state);
         let id = state.next_id;
         state.next_id += 1;
         let frame = Arc::new(Frame {
@@ -212,16 +305,19 @@ impl Hub {
         });
         state.replay_bytes += frame.bytes.len();
         state.replay.push_back(frame.clone());
+        // Both bounds hold strictly: a frame bigger than `replay_bytes` is not kept at all.
         while state.replay.len() > self.limits.replay_messages
-            || (state.replay_bytes > self.limits.replay_bytes && state.replay.len() > 1)
+            || state.replay_bytes > self.limits.replay_bytes
         {
-            let old = state.replay.pop_front().expect("not empty");
+            let Some(old) = state.replay.pop_front() else {
+                break;
+            };
             state.replay_bytes -= old.bytes.len();
         }
         let reached = match &frame.filter {
             None => stream.tx.receiver_count(),
             Some(_) => {
-                let subscribers = stream.subscribers.lock().unwrap();
+                let subscribers = lock(&stream.subscribers);
                 subscribers.values().filter(|p| frame.reaches(p)).count()
             }
         };
@@ -262,17 +358,14 @@ impl Hub {
                 "the server has too many subscribers",
             ));
         }
-        let mut state = stream.state.lock().unwrap();
+        let params = Arc::new(params); // kept once, for counting and for filtering
+        let mut state = lock(&stream.state);
         let rx = stream.tx.subscribe();
         // Frames numbered before now were replayed below or predate us.
         let first_live = state.next_id;
         let id = state.next_subscriber;
         state.next_subscriber += 1;
-        stream
-            .subscribers
-            .lock()
-            .unwrap()
-            .insert(id, params.clone());
+        lock(&stream.subscribers).insert(id, params.clone());
         let mut first: Vec<Bytes> = Vec::new();
         if let Some(last) = last_event_id {
             stream.metrics.replays.inc();
@@ -299,17 +392,19 @@ impl Hub {
         };
         let lagged = stream.metrics.lagged.clone();
         let live = BroadcastStream::new(rx)
-            .take_while(move |item| {
-                let keep = !matches!(item, Err(BroadcastStreamRecvError::Lagged(_)));
-                if !keep {
+            .map(|item| match item {
+                Ok(cell) => cell.load_full(), // None: emptied, more than lag_bytes behind
+                Err(BroadcastStreamRecvError::Lagged(_)) => None,
+            })
+            .take_while(move |frame| {
+                if frame.is_none() {
                     lagged.inc();
                     tracing::info!("disconnecting a subscriber that fell too far behind");
                 }
-                futures_util::future::ready(keep)
+                futures_util::future::ready(frame.is_some())
             })
-            .filter_map(move |item| {
-                let frame = item
-                    .ok()
+            .filter_map(move |frame| {
+                let frame = frame
                     .filter(|f| f.id >= first_live && f.reaches(&params))
                     .map(|f| f.bytes.clone());
                 futures_util::future::ready(frame)
@@ -358,6 +453,53 @@ mod tests {
         assert_eq!(
             &encode_frame(None, Some("missed"), "{}")[..],
             b"event: missed\ndata: {}\n\n"
+        );
+    }
+
+    #[test]
+    fn carriage_returns_cannot_start_fields() {
+        assert_eq!(
+            &encode_frame(Some(1), None, "a\rid: 9\r\nevent: x\n\rretry: 1")[..],
+            b"id: 1\ndata: a\ndata: id: 9\ndata: event: x\ndata: \ndata: retry: 1\n\n"
+        );
+    }
+
+    #[test]
+    fn a_frame_bigger_than_the_replay_bytes_is_not_kept() {
+        let hub = hub(HubLimits {
+            replay_bytes: 64,
+            ..HubLimits::default()
+        });
+        send(&hub, "small");
+        send(&hub, &"x".repeat(100));
+        let stream = hub.get("/s").unwrap();
+        let state = lock(&stream.state);
+        assert_eq!((state.replay.len(), state.replay_bytes), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_too_many_bytes_behind_is_dropped_and_frees_them() {
+        let hub = hub(HubLimits {
+            lag_bytes: 10_000,
+            ..HubLimits::default()
+        });
+        let mut slow = Box::pin(hub.subscribe("/s", None, vec![]).unwrap());
+        let big = "y".repeat(4000);
+        for _ in 0..10 {
+            send(&hub, &big);
+        }
+        // Wait for the fan-out thread: the newest frame is in the ring.
+        let stream = hub.get("/s").unwrap();
+        for _ in 0..500 {
+            if stream.tx.len() == 10 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        assert!(lock(&stream.window).bytes <= 10_000 + 4100);
+        assert!(
+            slow.next().await.is_none(),
+            "cut once it reaches an emptied frame"
         );
     }
 

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use notify::RecursiveMode;
+use notify::event::{AccessKind, AccessMode, MetadataKind, ModifyKind};
+use notify::{EventKind, RecursiveMode};
 use notify_debouncer_full::{new_debouncer, DebounceEventResult, Debouncer, RecommendedCache};
 use tokio::sync::mpsc;
 
@@ -41,6 +42,7 @@ pub fn start(app: Arc<App>) -> Result<Watch> {
                 Ok(events) => Some(
                     events
                         .iter()
+                        .filter(|e| changes_content(&e.kind))
                         .flat_map(|e| e.paths.iter())
                         .filter_map(|p| file_name(p))
                         .collect(),
@@ -66,6 +68,21 @@ pub fn start(app: Arc<App>) -> Result<Watch> {
     })
 }
 
+/// Creations, writes, renames and removals; not opens, reads or closes (the
+/// server's own reads of a script would otherwise trigger another reload, and
+/// so on: an idle server read its files hundreds of times a second), and not
+/// access-time updates.
+fn changes_content(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Create(_) | EventKind::Remove(_) | EventKind::Any | EventKind::Other => true,
+        EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime)) => false,
+        EventKind::Modify(_) => true,
+        // A close after writing ends a save: keep it; plain opens and reads are ours.
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+    }
+}
+
 fn file_name(path: &Path) -> Option<String> {
     path.file_name()?.to_str().map(str::to_string)
 }
@@ -87,6 +104,11 @@ async fn apply_batches(app: Arc<App>, mut rx: mpsc::UnboundedReceiver<Batch>) {
         if merged.as_ref().is_some_and(|names| names.is_empty()) {
             continue;
         }
-        app.reconcile(merged).await;
+        // A panic while reloading (a host bug) is logged; hot reload goes on.
+        let reload = std::panic::AssertUnwindSafe(app.reconcile(merged));
+        if let Err(panic) = futures_util::FutureExt::catch_unwind(reload).await {
+            let panic = crate::server::panic_guard::panic_message(panic.as_ref());
+            tracing::error!(panic, "internal error while reloading scripts");
+        }
     }
 }

@@ -120,6 +120,8 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+// `Value[key]` gives `Null` for anything missing: it cannot panic.
+#[allow(clippy::indexing_slicing)]
 fn html_page(snapshot: &Value) -> Response {
     let mut body = String::from(concat!(
         "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>aiwebengine routes</title>",

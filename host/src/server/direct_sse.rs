@@ -7,7 +7,8 @@
 //! stays, and add chunked framing to every frame. So the accept loop reads the
 //! first request head itself; if it is such a subscription, this module
 //! answers it and writes the hub's shared frames directly, with nothing but
-//! the socket and the subscription held per subscriber. Everything else,
+//! the socket and the subscription held per subscriber (the head itself is
+//! read by `head.rs`). Everything else,
 //! including subscriptions made later on a keep-alive connection, goes to
 //! hyper with the bytes already read put back in front (see `listener.rs`).
 
@@ -15,17 +16,15 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::request_id;
-use super::sse::{accepts_event_stream, KEEP_ALIVE, PREAMBLE};
+use super::sse::{accepts_event_stream, subscriber_params, KEEP_ALIVE, PREAMBLE};
 use crate::app::App;
-
-/// Longest request head read before giving the connection to hyper as it is.
-const MAX_HEAD: usize = 16 * 1024;
+use crate::streams::Params;
 
 /// The same headers `sse.rs` sets; the connection ends with the stream. The
 /// request id follows, then the blank line.
@@ -36,27 +35,12 @@ x-accel-buffering: no\r\n\
 connection: close\r\n\
 x-request-id: ";
 
-/// Reads until the end of the first request head, the size cap, EOF or the timeout.
-pub async fn read_head(tcp: &mut TcpStream, timeout: Duration) -> BytesMut {
-    let mut buf = BytesMut::with_capacity(1024);
-    let _ = tokio::time::timeout(timeout, async {
-        while buf.len() < MAX_HEAD && !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-            match tcp.read_buf(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await;
-    buf
-}
-
 /// A subscription this module can serve, from the first request's head.
 pub struct Subscription {
     path: String,
     script: Arc<str>,
     request_id: String,
-    params: Vec<(String, String)>,
+    params: Params,
     last_event_id: Option<u64>,
 }
 
@@ -88,9 +72,8 @@ pub fn subscription(app: &App, head: &[u8]) -> Option<Subscription> {
         path: stream.path.clone(),
         script: stream.script.name.clone(),
         request_id,
-        params: url::form_urlencoded::parse(query.as_bytes())
-            .into_owned()
-            .collect(),
+        // Over the caps: hyper answers (414) through `sse.rs`.
+        params: subscriber_params(query).ok()?,
         last_event_id: value("last-event-id").and_then(|v| v.trim().parse().ok()),
     })
 }

@@ -39,8 +39,11 @@ pub async fn handle(
     };
     if let Some(stream) = entry.stream.as_ref().filter(|_| reads) {
         if wants_event_stream(&headers) || entry.method("GET").is_none() {
-            let res =
-                super::sse::subscribe(&app, stream, &headers, query_pairs(), method_name == "HEAD");
+            let params = match super::sse::subscriber_params(&query) {
+                Ok(params) => params,
+                Err(why) => return reply::text(StatusCode::URI_TOO_LONG, why),
+            };
+            let res = super::sse::subscribe(&app, stream, &headers, params, method_name == "HEAD");
             let matched = Matched {
                 script: stream.script.name.clone(),
                 route: stream.path.clone(),
@@ -118,20 +121,19 @@ fn wants_event_stream(headers: &HeaderMap) -> bool {
 
 /// Percent-decodes a path piece; bytes that do not form UTF-8 become U+FFFD.
 fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+    let hex = |b: u8| (b as char).to_digit(16);
+    let mut out = Vec::with_capacity(s.len());
+    let mut rest = s.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        if let (b'%', [h, l, after @ ..]) = (b, tail) {
+            if let (Some(h), Some(l)) = (hex(*h), hex(*l)) {
                 out.push((h * 16 + l) as u8);
-                i += 3;
+                rest = after;
                 continue;
             }
         }
-        out.push(bytes[i]);
-        i += 1;
+        out.push(b);
+        rest = tail;
     }
     String::from_utf8_lossy(&out).into_owned()
 }
@@ -255,7 +257,11 @@ fn to_http(script: &str, response: crate::bindings::Response, head: bool) -> Res
 
 /// `text/*` without a charset is sent as UTF-8, and says so.
 fn with_charset(name: &str, value: String) -> String {
-    let is_text = value.len() >= 5 && value[..5].eq_ignore_ascii_case("text/");
+    // Byte-wise: a value may hold non-ASCII text, and slicing a `str` mid-character panics.
+    let is_text = value
+        .as_bytes()
+        .get(..5)
+        .is_some_and(|start| start.eq_ignore_ascii_case(b"text/"));
     if name.eq_ignore_ascii_case("content-type")
         && is_text
         && !value.to_ascii_lowercase().contains("charset")
@@ -285,6 +291,11 @@ mod tests {
             "application/json"
         );
         assert_eq!(with_charset("x-note", "text/html".into()), "text/html");
+        // Non-ASCII values once panicked here (a slice through a character).
+        assert_eq!(
+            with_charset("content-type", "tëxt/html".into()),
+            "tëxt/html"
+        );
     }
 
     #[test]
@@ -292,6 +303,7 @@ mod tests {
         assert_eq!(percent_decode("/a%20b/%C3%A9"), "/a b/é");
         assert_eq!(percent_decode("100%"), "100%");
         assert_eq!(percent_decode("%zz%4"), "%zz%4");
+        assert_eq!(percent_decode("%41%4"), "A%4");
     }
 
     #[test]

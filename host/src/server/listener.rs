@@ -7,7 +7,7 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
@@ -17,19 +17,32 @@ use hyper_util::server::graceful::GracefulShutdown;
 use prometheus::IntCounter;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
 use tokio::time::{Instant, Sleep};
 
 use super::admin::Access;
-use super::direct_sse;
 use super::front::Front;
+use super::{direct_sse, head};
 use crate::app::App;
 
-/// How long a client may take to send a request head.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Sent, without reading anything, to a connection over `--max-connections`.
+const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+content-type: text/plain; charset=utf-8\r\n\
+retry-after: 1\r\n\
+content-length: 36\r\n\
+connection: close\r\n\
+\r\n\
+the server has too many connections\n";
 
 /// Serves until `shutdown` resolves, then: stop accepting, end every stream,
 /// let in-flight requests finish, and give up on stragglers after the
 /// configured timeout.
+///
+/// Bounds per connection (see README, Limits): at most `--max-connections`
+/// open at once (the rest get a 503 and are closed), a first head of at most
+/// `head::MAX_HEAD` bytes read within `--header-read-timeout-secs`. A
+/// connection only joins the graceful shutdown once its first head is in, so an
+/// idle one never holds shutdown up.
 pub async fn serve(
     listener: TcpListener,
     app: Arc<App>,
@@ -41,7 +54,11 @@ pub async fn serve(
         access,
         warp::service(super::routes(app.clone())),
     );
-    let graceful = GracefulShutdown::new();
+    // Taken out by shutdown; connections that finish their first head after
+    // that are closed instead of served.
+    let graceful = Arc::new(Mutex::new(Some(GracefulShutdown::new())));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let permits = Arc::new(Semaphore::new(app.settings.max_connections.max(1)));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (tcp, _peer) = tokio::select! {
@@ -56,25 +73,52 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            // Best effort, never waiting: the point is to give the descriptor back.
+            let _ = tcp.try_write(TOO_MANY_CONNECTIONS);
+            tracing::warn!(
+                max = app.settings.max_connections,
+                "too many connections; refusing one"
+            );
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
-        let (app, service, watcher) = (app.clone(), service.clone(), graceful.watcher());
+        let (app, service) = (app.clone(), service.clone());
+        let (graceful, stop_rx) = (graceful.clone(), stop_rx.clone());
         tokio::spawn(async move {
+            let _permit = permit; // held as long as the connection
             let mut tcp = tcp;
+            let timeout = app.settings.header_read_timeout;
+            let head = match head::read_first(&mut tcp, timeout, stop_rx).await {
+                head::Head::Read(head) => head,
+                head::Head::TooLarge | head::Head::Idle => return,
+            };
             // A connection that opens with a stream subscription is served
             // without hyper (see direct_sse.rs); everything else goes to hyper.
-            let head = direct_sse::read_head(&mut tcp, HEADER_READ_TIMEOUT).await;
             if let Some(sub) = direct_sse::subscription(&app, &head) {
                 match direct_sse::serve(&app, tcp, sub).await {
                     Ok(()) => return,
                     Err(given_back) => tcp = given_back,
                 }
             }
+            let watcher = match graceful
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+            {
+                Some(graceful) => graceful.watcher(),
+                None => return, // shutting down
+            };
             let stalls = app.metrics.write_stalls();
             let io = TokioIo::new(Connection::new(head, tcp, app.settings.write_stall, stalls));
+            // No `pipeline_flush`: with it, hyper holds responses back while
+            // unread bytes sit in its buffer (a stray "\r\n" after a request),
+            // so a stream's frames piled up in memory, unsent, and a closed
+            // peer was never noticed (issue 11, defect 1).
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .pipeline_flush(true)
+                .header_read_timeout(timeout)
+                .max_buf_size(head::MAX_HEAD)
                 .serve_connection(io, service);
             if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!("connection ended: {e}");
@@ -83,13 +127,20 @@ pub async fn serve(
     }
     drop(listener);
     tracing::info!("shutting down: no new connections; ending streams and in-flight requests");
+    let _ = stop_tx.send(true);
     app.hub.retain(|_| false);
+    let graceful = graceful
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
     let timeout = app.settings.shutdown_timeout;
-    if tokio::time::timeout(timeout, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("connections still open after {timeout:?}; closing them");
+    if let Some(graceful) = graceful {
+        if tokio::time::timeout(timeout, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("connections still open after {timeout:?}; closing them");
+        }
     }
     Ok(())
 }

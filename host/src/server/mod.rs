@@ -3,6 +3,8 @@
 //!
 //! - `listener.rs` the accept loop, stalled-peer guard, graceful shutdown
 //! - `direct_sse.rs` subscriptions that open a connection, served without hyper
+//! - `head.rs`     the first request head: size cap, timeout, LF-only heads
+//! - `panic_guard.rs` a panic while answering becomes a logged 500
 //! - `dispatch.rs` a request to a script handler or a stream subscription
 //! - `sse.rs`      the `text/event-stream` response of a subscription
 //! - `browser.rs`  `/_engine` and `/_engine/routes`
@@ -18,8 +20,10 @@ mod browser;
 mod direct_sse;
 mod dispatch;
 mod front;
+mod head;
 mod listener;
 mod operating;
+pub(crate) mod panic_guard;
 mod reply;
 pub mod request_id;
 mod sse;
@@ -72,7 +76,9 @@ pub fn routes(
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
         .and(with_app(app))
-        .then(dispatch::handle);
+        .then(|method, path, query, headers, body, app| {
+            panic_guard::catch(dispatch::handle(method, path, query, headers, body, app))
+        });
     browser
         .or(scripts)
         .unify()

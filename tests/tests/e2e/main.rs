@@ -8,6 +8,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod hardening;
 mod hot_reload;
 mod isolation;
 mod loading;
