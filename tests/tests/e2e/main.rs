@@ -8,7 +8,6 @@
 #[path = "../common/mod.rs"]
 mod common;
 
-mod hardening;
 mod hot_reload;
 mod isolation;
 mod loading;

@@ -3,7 +3,7 @@
 //! head timeout, panics), and a seeded fuzz test of request heads and scripts.
 //! Malformed input goes over raw `TcpStream`s; every read has a deadline.
 
-use crate::common;
+mod common;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
