@@ -545,7 +545,7 @@ mod tests {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
             match tokio::time::timeout_at(deadline, probe.recv()).await {
-                Ok(Ok(frame)) if frame.id == 10 => break,
+                Ok(Ok(cell)) if cell.load().as_ref().is_some_and(|f| f.id == 10) => break,
                 Ok(_) => {}
                 Err(_) => panic!("the fan-out thread never delivered frame 10"),
             }
