@@ -14,7 +14,9 @@ use arc_swap::ArcSwap;
 use crate::engine::WasmEngine;
 use crate::limits::Limits;
 use crate::registry::{Conflict, RouteTable};
+use crate::fetch::{FetchSettings, Fetcher};
 use crate::script::{LoadError, LoadedScript};
+use crate::services::Services;
 use crate::streams::{Hub, HubLimits};
 
 /// The knobs `serve` takes from the command line.
@@ -39,6 +41,8 @@ pub struct Settings {
     pub watch: bool,
     /// Fuel, time and memory for each guest call.
     pub limits: Limits,
+    /// Outbound fetch: the allow-list and its caps.
+    pub fetch: FetchSettings,
 }
 
 impl Settings {
@@ -54,6 +58,7 @@ impl Settings {
             cache_dir: crate::engine::default_cache_dir(),
             watch: true,
             limits: Limits::default(),
+            fetch: FetchSettings::default(),
         }
     }
 }
@@ -77,6 +82,7 @@ pub struct App {
     pub settings: Settings,
     pub wasm: WasmEngine,
     pub hub: Arc<Hub>,
+    pub services: Services,
     pub table: ArcSwap<RouteTable>,
     slots: Mutex<BTreeMap<String, Slot>>,
 }
@@ -100,10 +106,15 @@ impl App {
     pub fn new(settings: Settings) -> Result<Arc<App>> {
         let wasm = WasmEngine::new(settings.cache_dir.as_deref(), settings.limits)?;
         let hub = Arc::new(Hub::new(settings.hub));
+        let services = Services {
+            hub: hub.clone(),
+            fetch: Arc::new(Fetcher::new(&settings.fetch)?),
+        };
         Ok(Arc::new(App {
             settings,
             wasm,
             hub,
+            services,
             table: ArcSwap::from_pointee(RouteTable::default()),
             slots: Mutex::new(BTreeMap::new()),
         }))
@@ -238,7 +249,7 @@ impl App {
     async fn start(&self, name: &str, source: String) -> Result<Arc<LoadedScript>, LoadError> {
         LoadedScript::start(
             self.wasm.clone(),
-            self.hub.clone(),
+            self.services.for_script(),
             name,
             source,
             self.settings.queue_depth,

@@ -13,6 +13,8 @@
 //! - `route_path` `/users/:id/*rest` → router patterns
 //! - `registry`   the route table built from loaded scripts (conflicts, lookups)
 //! - `streams`    the SSE hub: per-stream broadcast, frames encoded once
+//! - `services`   what a script's sandbox reaches (hub, fetch), as one value
+//! - `fetch`      outbound `fetch`: allow-list, checked DNS, redirects, caps
 //! - `watcher`    hot reload: folder events → `App::reconcile`
 //! - `server`     warp: dispatch to scripts, SSE responses, route browser, errors
 
@@ -21,12 +23,14 @@ pub mod app;
 pub mod bindings;
 pub mod cli;
 pub mod engine;
+pub mod fetch;
 pub mod host_state;
 pub mod limits;
 pub mod registry;
 pub mod route_path;
 pub mod script;
 pub mod server;
+pub mod services;
 pub mod streams;
 pub mod watcher;
 

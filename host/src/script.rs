@@ -12,7 +12,7 @@ use crate::bindings::{Request, Response, ScriptError};
 use crate::engine::WasmEngine;
 use crate::host_state::Registrations;
 use crate::limits::Limit;
-use crate::streams::Hub;
+use crate::services::ScriptServices;
 
 pub use crate::actor::describe;
 
@@ -61,7 +61,7 @@ impl LoadedScript {
     /// level. Resolves once the script loaded (or failed to).
     pub async fn start(
         engine: WasmEngine,
-        hub: Arc<Hub>,
+        services: ScriptServices,
         name: &str,
         source: String,
         queue_depth: usize,
@@ -69,7 +69,7 @@ impl LoadedScript {
         let name: Arc<str> = Arc::from(name);
         let recipe = Recipe {
             engine,
-            hub,
+            services,
             name: name.clone(),
             source,
         };
