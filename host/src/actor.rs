@@ -244,9 +244,11 @@ impl Actor {
         };
         self.owner = owner;
         let _ = self.call_export("fetch completion", |script, store| {
-            script
-                .aiwebengine_script_fetch_events()
-                .call_done(store, done.id, done.outcome.as_ref().map_err(String::as_str))
+            script.aiwebengine_script_fetch_events().call_done(
+                store,
+                done.id,
+                done.outcome.as_ref().map_err(String::as_str),
+            )
         });
         if let Some(id) = owner {
             let deadline = self.wait_deadline(id);

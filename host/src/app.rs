@@ -12,9 +12,9 @@ use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
 
 use crate::engine::WasmEngine;
+use crate::fetch::{FetchSettings, Fetcher};
 use crate::limits::Limits;
 use crate::registry::{Conflict, RouteTable};
-use crate::fetch::{FetchSettings, Fetcher};
 use crate::script::{LoadError, LoadedScript};
 use crate::services::Services;
 use crate::streams::{Hub, HubLimits};

@@ -95,11 +95,10 @@ fn full(status: u16, content_type: &str, body: impl Into<Bytes>) -> Response<Bod
 
 async fn answer(req: Request<Incoming>, counters: &Counters) -> Response<Body> {
     counters.hits.fetch_add(1, Ordering::SeqCst);
-    let query: HashMap<String, String> = url::form_urlencoded::parse(
-        req.uri().query().unwrap_or("").as_bytes(),
-    )
-    .into_owned()
-    .collect();
+    let query: HashMap<String, String> =
+        url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
     let number = |key: &str, default: u64| {
         query
             .get(key)
@@ -111,10 +110,7 @@ async fn answer(req: Request<Incoming>, counters: &Counters) -> Response<Body> {
             let method = req.method().to_string();
             let mut headers = serde_json::Map::new();
             for (name, value) in req.headers() {
-                headers.insert(
-                    name.to_string(),
-                    Value::from(value.to_str().unwrap_or("?")),
-                );
+                headers.insert(name.to_string(), Value::from(value.to_str().unwrap_or("?")));
             }
             let body = req.into_body().collect().await.unwrap().to_bytes();
             let echo = json!({
@@ -196,6 +192,8 @@ fn rules(list: &[String]) -> Vec<Rule> {
 async fn engine(allow: &[String], tweak: impl FnOnce(&mut Settings)) -> TestServer {
     let allow = rules(allow);
     TestServer::start_with(&[("fetcher.js", &fixture("fetcher.js"))], move |s| {
+        // No hot reload: a reload would cancel the fetches in flight.
+        s.watch = false;
         s.fetch.allow = allow;
         tweak(s);
     })
@@ -237,7 +235,10 @@ async fn get_and_post_round_trip_headers_and_bodies() {
     )
     .await;
     assert_eq!(status, 200, "{v}");
-    assert_eq!((v["status"].as_u64(), v["ok"].as_bool()), (Some(200), Some(true)));
+    assert_eq!(
+        (v["status"].as_u64(), v["ok"].as_bool()),
+        (Some(200), Some(true))
+    );
     assert_eq!(v["statusText"], "OK");
     let echo = &v["json"];
     assert_eq!(echo["method"], "GET");
@@ -331,11 +332,29 @@ async fn redirects_are_followed_and_every_hop_is_checked() {
 
     // 303 turns a POST into a GET without a body; 307 keeps both.
     let see_other = up.url("/redirect?status=303&to=/echo");
-    let (_, v) = fetch_via(&server, &see_other, json!({"method": "POST", "body": "b"}), "json").await;
-    assert_eq!((&v["json"]["method"], &v["json"]["body"]), (&json!("GET"), &json!("")));
+    let (_, v) = fetch_via(
+        &server,
+        &see_other,
+        json!({"method": "POST", "body": "b"}),
+        "json",
+    )
+    .await;
+    assert_eq!(
+        (&v["json"]["method"], &v["json"]["body"]),
+        (&json!("GET"), &json!(""))
+    );
     let temporary = up.url("/redirect?status=307&to=/echo");
-    let (_, v) = fetch_via(&server, &temporary, json!({"method": "POST", "body": "b"}), "json").await;
-    assert_eq!((&v["json"]["method"], &v["json"]["body"]), (&json!("POST"), &json!("b")));
+    let (_, v) = fetch_via(
+        &server,
+        &temporary,
+        json!({"method": "POST", "body": "b"}),
+        "json",
+    )
+    .await;
+    assert_eq!(
+        (&v["json"]["method"], &v["json"]["body"]),
+        (&json!("POST"), &json!("b"))
+    );
 
     // A hop to a destination the list does not allow rejects, before any request to it.
     let to_other = up.url(&format!(
@@ -344,14 +363,20 @@ async fn redirects_are_followed_and_every_hop_is_checked() {
             .collect::<String>()
     ));
     let error = rejection(&server, &to_other, json!({})).await;
-    assert!(error.contains("redirect to") && error.contains("not allowed"), "{error}");
+    assert!(
+        error.contains("redirect to") && error.contains("not allowed"),
+        "{error}"
+    );
     let error = rejection(
         &server,
         &up.url("/redirect?to=http://example.invalid/x"),
         json!({}),
     )
     .await;
-    assert!(error.contains("redirect to http://example.invalid"), "{error}");
+    assert!(
+        error.contains("redirect to http://example.invalid"),
+        "{error}"
+    );
 
     let before = up.hits();
     let error = rejection(&server, &up.url("/loop"), json!({})).await;
@@ -381,7 +406,10 @@ async fn destinations_not_on_the_list_are_refused() {
     let server = engine(&[], |_| {}).await;
     let error = rejection(&server, &up.url("/echo"), json!({})).await;
     assert!(error.starts_with("TypeError: fetch failed:"), "{error}");
-    assert!(error.contains("no outbound destination is allowed"), "{error}");
+    assert!(
+        error.contains("no outbound destination is allowed"),
+        "{error}"
+    );
 
     let other_port = format!("http://127.0.0.1:{}", up.port() as u32 + 1);
     let server = engine(&[other_port, "https://*.example.com".into()], |_| {}).await;
@@ -407,7 +435,10 @@ async fn loopback_is_refused_unless_a_rule_names_it() {
         (format!("http://0.0.0.0:{port}/echo"), "unspecified"),
     ] {
         let error = rejection(&server, &url, json!({})).await;
-        assert!(error.contains(&format!("a {class} address")), "{url}: {error}");
+        assert!(
+            error.contains(&format!("a {class} address")),
+            "{url}: {error}"
+        );
     }
     assert_eq!(up.hits(), 0);
 
@@ -442,7 +473,11 @@ async fn a_fetch_past_its_timeout_rejects() {
     let started = Instant::now();
     let error = rejection(&server, &up.url("/slow?ms=5000"), json!({"timeout": 200})).await;
     assert!(error.contains("timed out after 200 ms"), "{error}");
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -475,9 +510,15 @@ async fn a_body_larger_than_the_cap_rejects() {
     assert_eq!(status, 200);
     assert_eq!(v["text"].as_str().unwrap().len(), 1000);
     let error = rejection(&server, &up.url("/big?bytes=1001"), json!({})).await;
-    assert!(error.contains("larger than --fetch-max-bytes (1000)"), "{error}");
+    assert!(
+        error.contains("larger than --fetch-max-bytes (1000)"),
+        "{error}"
+    );
     let error = rejection(&server, &up.url("/chunked?bytes=5000"), json!({})).await;
-    assert!(error.contains("larger than --fetch-max-bytes (1000)"), "{error}");
+    assert!(
+        error.contains("larger than --fetch-max-bytes (1000)"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -489,7 +530,10 @@ async fn fetches_beyond_the_concurrency_cap_wait_for_a_slot() {
         .post("/fetch-all", json!({"urls": urls}).to_string())
         .await;
     assert_eq!(res.status(), 200);
-    assert_eq!(res.json_value().await, json!([200, 200, 200, 200, 200, 200]));
+    assert_eq!(
+        res.json_value().await,
+        json!([200, 200, 200, 200, 200, 200])
+    );
     assert_eq!(up.counters.max.load(Ordering::SeqCst), 2);
 }
 
@@ -503,7 +547,10 @@ async fn a_handler_awaiting_a_slow_fetch_does_not_block_the_script() {
         let body = json!({"url": up.url("/slow?ms=1500"), "read": "text"}).to_string();
         tokio::spawn(async move { client.post(url).body(body).send().await.unwrap() })
     };
-    eventually("the slow fetch reached the upstream", || async { up.hits() == 1 }).await;
+    eventually("the slow fetch reached the upstream", || async {
+        up.hits() == 1
+    })
+    .await;
     let quick = Instant::now();
     assert_eq!(server.get_text("/quick").await, (200, "quick".into()));
     assert!(
@@ -556,7 +603,10 @@ async fn a_timer_callback_can_fetch() {
         )
         .await;
     assert_eq!(res.status(), 200);
-    assert_eq!(sse.next().await.unwrap().json(), json!({"text": "from-a-timer"}));
+    assert_eq!(
+        sse.next().await.unwrap().json(),
+        json!({"text": "from-a-timer"})
+    );
 }
 
 #[tokio::test]
@@ -572,6 +622,7 @@ async fn the_weather_example_streams_what_changed() {
         .replace("const POLL_MS = 60000;", "const POLL_MS = 100;");
     let allow = rules(&[up.rule()]);
     let server = TestServer::start_with(&[("weather.js", &source)], move |s| {
+        s.watch = false;
         s.fetch.allow = allow;
     })
     .await;
@@ -601,5 +652,8 @@ async fn the_weather_example_reports_a_refused_upstream() {
     assert_eq!(status, 502);
     let v: Value = serde_json::from_str(&text).unwrap();
     let error = v["error"].as_str().unwrap();
-    assert!(error.contains("no outbound destination is allowed"), "{error}");
+    assert!(
+        error.contains("no outbound destination is allowed"),
+        "{error}"
+    );
 }

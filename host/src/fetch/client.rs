@@ -70,7 +70,6 @@ impl Client {
     /// Checks what can be checked before anything goes on the network.
     pub fn prepare(&self, req: &FetchRequest) -> Result<Prepared, String> {
         let url = Url::parse(&req.url).map_err(|e| format!("invalid URL {:?}: {e}", req.url))?;
-        self.policy.check_url(&url).map_err(|e| e.0)?;
         let method = Method::from_bytes(req.method.as_bytes())
             .map_err(|_| format!("invalid method {:?}", req.method))?;
         let mut headers = HeaderMap::new();
@@ -84,6 +83,7 @@ impl Client {
                 .map_err(|_| format!("invalid value for header {name:?}"))?;
             headers.append(name, value);
         }
+        self.policy.check_url(&url).map_err(|e| e.0)?;
         if !headers.contains_key(header::USER_AGENT) {
             headers.insert(header::USER_AGENT, self.user_agent.clone());
         }
@@ -255,9 +255,8 @@ impl Resolve for CheckedResolver {
         let policy = self.policy.clone();
         Box::pin(async move {
             let host = name.as_str().to_string();
-            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let domain = Host::Domain(host.as_str());
             let (ok, refused): (Vec<SocketAddr>, Vec<SocketAddr>) = found
                 .into_iter()
@@ -271,7 +270,11 @@ impl Resolve for CheckedResolver {
                 return Err(Box::new(Refused(why)) as Box<dyn std::error::Error + Send + Sync>);
             }
             if !refused.is_empty() {
-                tracing::debug!(host, refused = refused.len(), "skipped non-public addresses");
+                tracing::debug!(
+                    host,
+                    refused = refused.len(),
+                    "skipped non-public addresses"
+                );
             }
             Ok(Box::new(ok.into_iter()) as Addrs)
         })

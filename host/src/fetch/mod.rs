@@ -232,6 +232,9 @@ mod tests {
         );
         assert_eq!((fetch.max_bytes, fetch.concurrency), (5, 3));
         let bad = Cli::try_parse_from(["aiwebengine", "serve", "--allow-outbound", "ftp://x"]);
-        assert!(bad.unwrap_err().to_string().contains("invalid outbound rule"));
+        assert!(bad
+            .unwrap_err()
+            .to_string()
+            .contains("invalid outbound rule"));
     }
 }

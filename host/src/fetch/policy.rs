@@ -73,7 +73,8 @@ impl Rule {
         if rest.contains('/') || rest.contains('?') || rest.contains('#') || rest.contains('@') {
             return Err(bad("a rule names a host and port, not a path"));
         }
-        let (host, port) = split_host_port(rest).ok_or_else(|| bad("unclosed [ in an IPv6 host"))?;
+        let (host, port) =
+            split_host_port(rest).ok_or_else(|| bad("unclosed [ in an IPv6 host"))?;
         let host = parse_host(host).map_err(|why| bad(&why))?;
         let port = match port {
             None => PortPattern::Default,
@@ -125,7 +126,9 @@ impl Rule {
         match (&self.host, host) {
             (HostPattern::Name(rule), Host::Domain(name)) => rule == name,
             (HostPattern::Ip(rule), Host::Ipv4(ip)) => canonical(*rule) == IpAddr::V4(*ip),
-            (HostPattern::Ip(rule), Host::Ipv6(ip)) => canonical(*rule) == canonical(IpAddr::V6(*ip)),
+            (HostPattern::Ip(rule), Host::Ipv6(ip)) => {
+                canonical(*rule) == canonical(IpAddr::V6(*ip))
+            }
             _ => false,
         }
     }
@@ -347,7 +350,11 @@ mod tests {
 
     #[test]
     fn rules_match_scheme_host_and_port() {
-        let p = policy(&["https://api.example.com", "https://*.example.org", "http://h:8000..8002"]);
+        let p = policy(&[
+            "https://api.example.com",
+            "https://*.example.org",
+            "http://h:8000..8002",
+        ]);
         assert!(allowed(&p, "https://api.example.com/v1?q=1"));
         assert!(allowed(&p, "https://API.example.com:443/"));
         assert!(!allowed(&p, "http://api.example.com/"));
@@ -403,8 +410,14 @@ mod tests {
         let wild = Host::Domain("db.internal");
         assert!(!p.may_connect(&wild, "10.1.1.1".parse().unwrap()));
         assert!(p.may_connect(&wild, "8.8.8.8".parse().unwrap()));
-        assert_eq!(class("100.64.0.1".parse().unwrap()), Some("shared (carrier-grade NAT)"));
+        assert_eq!(
+            class("100.64.0.1".parse().unwrap()),
+            Some("shared (carrier-grade NAT)")
+        );
         assert_eq!(class("fe80::1".parse().unwrap()), Some("link-local"));
-        assert_eq!(class("::ffff:192.168.0.1".parse().unwrap()), Some("private"));
+        assert_eq!(
+            class("::ffff:192.168.0.1".parse().unwrap()),
+            Some("private")
+        );
     }
 }
