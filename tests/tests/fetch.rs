@@ -657,3 +657,19 @@ async fn the_weather_example_reports_a_refused_upstream() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn a_network_failure_rejects() {
+    // A port nothing listens on any more.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let server = engine(&[format!("http://127.0.0.1:{port}")], |_| {}).await;
+    let error = rejection(&server, &format!("http://127.0.0.1:{port}/"), json!({})).await;
+    assert!(
+        error.starts_with("TypeError: fetch failed: could not connect"),
+        "{error}"
+    );
+    // The script goes on serving.
+    assert_eq!(server.get_text("/quick").await, (200, "quick".into()));
+}
