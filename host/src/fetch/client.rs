@@ -68,7 +68,7 @@ impl Client {
     }
 
     /// Checks what can be checked before anything goes on the network.
-    pub fn prepare(&self, req: &FetchRequest) -> Result<Prepared, String> {
+    pub fn prepare(&self, req: FetchRequest) -> Result<Prepared, String> {
         let url = Url::parse(&req.url).map_err(|e| format!("invalid URL {:?}: {e}", req.url))?;
         let method = Method::from_bytes(req.method.as_bytes())
             .map_err(|_| format!("invalid method {:?}", req.method))?;
@@ -91,7 +91,7 @@ impl Client {
             url,
             method,
             headers,
-            body: Bytes::from(req.body.clone()),
+            body: Bytes::from(req.body),
         })
     }
 
@@ -125,15 +125,15 @@ impl Client {
         mut res: reqwest::Response,
         redirected: bool,
     ) -> Result<FetchResponse, String> {
-        let too_large = |n: String| {
+        let too_large = |size: String| {
             format!(
-                "the response body ({n} bytes) is larger than --fetch-max-bytes ({})",
+                "the response body{size} is larger than --fetch-max-bytes ({})",
                 self.max_bytes
             )
         };
         if let Some(len) = res.content_length() {
             if len > self.max_bytes as u64 {
-                return Err(too_large(len.to_string()));
+                return Err(too_large(format!(" ({len} bytes)")));
             }
         }
         let status = res.status();
@@ -151,7 +151,7 @@ impl Client {
         let mut body = Vec::new();
         while let Some(chunk) = res.chunk().await.map_err(|e| describe(&e))? {
             if body.len() + chunk.len() > self.max_bytes {
-                return Err(too_large("more than that".into()));
+                return Err(too_large(String::new()));
             }
             body.extend_from_slice(&chunk);
         }

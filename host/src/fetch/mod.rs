@@ -151,9 +151,9 @@ impl Inflight {
             ));
         }
         let fetcher = self.script.fetcher.clone();
-        let prepared = fetcher.client.prepare(&req)?;
-        let id = self.script.next_id.fetch_add(1, Ordering::Relaxed);
         let timeout = Duration::from_millis(req.timeout_ms.max(1).into());
+        let prepared = fetcher.client.prepare(req)?;
+        let id = self.script.next_id.fetch_add(1, Ordering::Relaxed);
         let slots = self.script.slots.clone();
         let done = self.script.done_tx.clone();
         let runtime = fetcher.runtime.clone();
