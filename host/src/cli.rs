@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::app::Settings;
+use crate::fetch::{FetchSettings, Rule};
 use crate::limits::Limits;
 use crate::logging::LogFormat;
 use crate::server::admin::AdminToken;
@@ -130,6 +131,20 @@ pub struct ServeArgs {
     /// Timers (setTimeout/setInterval) a script may have alive at once.
     #[arg(long, default_value_t = Limits::default().max_timers)]
     pub max_timers: u32,
+    /// Where scripts may `fetch`, as scheme://host[:port] (Spin's syntax):
+    /// https://api.example.com, https://*.example.com, http://127.0.0.1:9000,
+    /// *://*:*. Repeatable; the variable takes a comma-separated list. Default:
+    /// nothing. Loopback, private and link-local addresses need a rule that
+    /// names the host or IP without a wildcard.
+    #[arg(long = "allow-outbound", value_name = "RULE", env = "AIWEBENGINE_ALLOW_OUTBOUND",
+          value_delimiter = ',', value_parser = Rule::parse)]
+    pub allow_outbound: Vec<Rule>,
+    /// Largest response body a fetch accepts, in bytes; a larger one rejects.
+    #[arg(long, default_value_t = FetchSettings::default().max_bytes)]
+    pub fetch_max_bytes: usize,
+    /// Fetches one script may have in flight at once; more wait for a slot.
+    #[arg(long, default_value_t = FetchSettings::default().concurrency)]
+    pub fetch_concurrency: usize,
 }
 
 impl ServeArgs {
@@ -168,6 +183,11 @@ impl ServeArgs {
             timeout: Duration::from_millis(self.timeout_ms),
             memory_bytes: self.memory_mb.max(1) << 20,
             max_timers: self.max_timers,
+        };
+        s.fetch = FetchSettings {
+            allow: self.allow_outbound.clone(),
+            max_bytes: self.fetch_max_bytes,
+            concurrency: self.fetch_concurrency.max(1),
         };
         if self.no_cache {
             s.cache_dir = None;

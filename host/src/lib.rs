@@ -19,6 +19,8 @@
 //! - `registry`   the route table built from loaded scripts (conflicts, lookups)
 //! - `streams`    the SSE hub: per-stream broadcast, frames encoded once
 //! - `script_files` reading script files off the async workers: size cap, unchanged-file skip, no symlinks out
+//! - `services`   what a script's sandbox reaches (hub, fetch), as one value
+//! - `fetch`      outbound `fetch`: allow-list, checked DNS, redirects, caps
 //! - `watcher`    hot reload: folder events → `App::reconcile`
 //! - `server`     warp: dispatch to scripts, SSE responses, route browser, errors
 //!
@@ -35,6 +37,7 @@ pub mod cli;
 pub mod console;
 pub mod engine;
 pub mod fd_limit;
+pub mod fetch;
 pub mod health;
 pub mod host_state;
 pub mod limits;
@@ -45,6 +48,7 @@ pub mod route_path;
 pub mod script;
 pub mod script_files;
 pub mod server;
+pub mod services;
 pub mod streams;
 pub mod watcher;
 

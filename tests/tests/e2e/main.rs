@@ -8,6 +8,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod fetch;
 mod hot_reload;
 mod isolation;
 mod loading;
