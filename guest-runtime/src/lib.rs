@@ -7,7 +7,9 @@
 //! - `host.rs`    the raw `__aiwe_host` functions that call the WIT imports
 //! - `convert.rs` request record -> JS object, JS result -> response record, errors
 //! - `prelude.js` the user-facing script API built on `__aiwe_host`
+//! - `apis/`      one more API per WIT interface (`websocket`), Rust + JS wrapper
 
+mod apis;
 mod convert;
 mod host;
 mod runtime;

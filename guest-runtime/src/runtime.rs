@@ -26,6 +26,9 @@ fn build() -> Runtime {
         crate::host::register(&cx).expect("host functions to register");
         cx.eval::<(), _>(include_str!("prelude.js"))
             .expect("the prelude to evaluate");
+        crate::apis::websocket::register(&cx).expect("WebSocket functions to register");
+        cx.eval::<(), _>(include_str!("apis/websocket.js"))
+            .expect("the WebSocket API to evaluate");
     });
     runtime
 }

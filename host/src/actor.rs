@@ -21,7 +21,9 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use tokio::sync::oneshot;
 use wasmtime::Store;
 
-use crate::bindings::{Guest, GuestConfig, Handled, Request, Response, Script, ScriptError};
+use crate::bindings::{
+    Guest, GuestConfig, Handled, Request, Response, Script, ScriptError, WsClient, WsEvent,
+};
 use crate::engine::WasmEngine;
 use crate::host_state::HostState;
 use crate::limits::{self, Limit};
@@ -37,7 +39,15 @@ const UNLIMITED_WAIT: Duration = Duration::from_secs(300);
 pub type Reply = oneshot::Sender<Result<Response, CallError>>;
 
 pub enum Job {
-    Handle { request: Request, reply: Reply },
+    Handle {
+        request: Request,
+        reply: Reply,
+    },
+    /// A WebSocket connection opened, sent a message or closed (no reply).
+    WebSocket {
+        client: WsClient,
+        event: WsEvent,
+    },
 }
 
 /// What the actor needs to (re)create its instance.
@@ -169,6 +179,7 @@ impl Actor {
             };
             match job {
                 Ok(Job::Handle { request, reply }) => self.handle(request, reply),
+                Ok(Job::WebSocket { client, event }) => self.websocket(client, event),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
@@ -218,6 +229,16 @@ impl Actor {
                 let _ = reply.send(Err(e));
             }
         }
+    }
+
+    /// One WebSocket event as a turn; the guest logs a handler that throws.
+    fn websocket(&mut self, client: WsClient, event: WsEvent) {
+        let what = format!("websocket {}", client.path);
+        let _ = self.call_script(&what, |script, store| {
+            script
+                .aiwebengine_script_websocket_events()
+                .call_on_event(store, &client, &event)
+        });
     }
 
     /// Runs one due timer callback, re-creating the instance first if needed.
@@ -305,14 +326,22 @@ impl Actor {
         what: &str,
         f: impl FnOnce(&Guest, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
+        self.call_script(what, |script, store| {
+            f(script.aiwebengine_script_guest(), store)
+        })
+    }
+
+    /// `call`, for any export of the script's world.
+    fn call_script<R>(
+        &mut self,
+        what: &str,
+        f: impl FnOnce(&Script, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
         let limits = self.recipe.engine.limits;
         self.instance()?;
         let instance = self.instance.as_mut().expect("instance exists");
         limits::arm(&mut instance.store, &limits);
-        let result = f(
-            instance.bindings.aiwebengine_script_guest(),
-            &mut instance.store,
-        );
+        let result = f(&instance.bindings, &mut instance.store);
         let fuel_used = limits::fuel_used(&instance.store, &limits);
         let completions = std::mem::take(&mut instance.store.data_mut().completions);
         for (id, outcome) in completions {

@@ -39,6 +39,10 @@ pub struct Settings {
     pub watch: bool,
     /// Fuel, time and memory for each guest call.
     pub limits: Limits,
+    /// Largest WebSocket message a client may send (close 1009 beyond).
+    pub ws_max_message_bytes: usize,
+    /// WebSocket messages a client may send per second (close 1008 beyond).
+    pub ws_messages_per_sec: u32,
 }
 
 impl Settings {
@@ -54,6 +58,8 @@ impl Settings {
             cache_dir: crate::engine::default_cache_dir(),
             watch: true,
             limits: Limits::default(),
+            ws_max_message_bytes: 64 << 10,
+            ws_messages_per_sec: 100,
         }
     }
 }

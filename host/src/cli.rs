@@ -93,6 +93,14 @@ pub struct ServeArgs {
     /// Timers (setTimeout/setInterval) a script may have alive at once.
     #[arg(long, default_value_t = Limits::default().max_timers)]
     pub max_timers: u32,
+    /// Largest message a WebSocket client may send, in bytes; a larger one
+    /// closes the connection with code 1009.
+    #[arg(long, default_value_t = 64 << 10)]
+    pub ws_max_message_bytes: usize,
+    /// Messages a WebSocket client may send per second; more close the
+    /// connection with code 1008.
+    #[arg(long, default_value_t = 100)]
+    pub ws_messages_per_sec: u32,
 }
 
 impl ServeArgs {
@@ -116,6 +124,8 @@ impl ServeArgs {
         s.write_stall = Duration::from_secs(self.write_stall_secs.max(1));
         s.shutdown_timeout = Duration::from_secs(self.shutdown_timeout_secs);
         s.watch = !self.no_watch;
+        s.ws_max_message_bytes = self.ws_max_message_bytes.max(1);
+        s.ws_messages_per_sec = self.ws_messages_per_sec;
         s.limits = Limits {
             fuel: self.fuel,
             timeout: Duration::from_millis(self.timeout_ms),

@@ -12,7 +12,8 @@
 //! - `actor`      the thread that owns a script's instance: requests, timers, restarts
 //! - `route_path` `/users/:id/*rest` → router patterns
 //! - `registry`   the route table built from loaded scripts (conflicts, lookups)
-//! - `streams`    the SSE hub: per-stream broadcast, frames encoded once
+//! - `streams`    the stream hub: per-stream broadcast, SSE and WebSocket frames encoded once
+//! - `websocket`  WebSocket clients: script handlers, `client.send`, the WIT `websocket` host
 //! - `watcher`    hot reload: folder events → `App::reconcile`
 //! - `server`     warp: dispatch to scripts, SSE responses, route browser, errors
 
@@ -29,6 +30,7 @@ pub mod script;
 pub mod server;
 pub mod streams;
 pub mod watcher;
+pub mod websocket;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -20,6 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::sse::{accepts_event_stream, KEEP_ALIVE, PREAMBLE};
+use super::subscribe::Subscribe;
 use crate::app::App;
 
 /// Longest request head read before giving the connection to hyper as it is.
@@ -48,15 +49,9 @@ pub async fn read_head(tcp: &mut TcpStream, timeout: Duration) -> BytesMut {
     buf
 }
 
-/// A subscription this module can serve, from the first request's head.
-pub struct Subscription {
-    path: String,
-    params: Vec<(String, String)>,
-    last_event_id: Option<u64>,
-}
-
 /// Is `head` a `GET` asking for `text/event-stream` on a registered stream?
-pub fn subscription(app: &App, head: &[u8]) -> Option<Subscription> {
+/// (An upgrade request is left to hyper, which can upgrade.)
+pub fn subscription(app: &App, head: &[u8]) -> Option<Subscribe> {
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut req = httparse::Request::new(&mut headers);
     if !matches!(req.parse(head), Ok(httparse::Status::Complete(_))) || req.method != Some("GET") {
@@ -68,26 +63,20 @@ pub fn subscription(app: &App, head: &[u8]) -> Option<Subscription> {
             .find(|h| h.name.eq_ignore_ascii_case(name))
             .and_then(|h| std::str::from_utf8(h.value).ok())
     };
-    if !value("accept").is_some_and(accepts_event_stream) {
+    if !value("accept").is_some_and(accepts_event_stream) || value("upgrade").is_some() {
         return None;
     }
     let target = req.path?;
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let table = app.table.load();
     let stream = table.lookup(path)?.entry.stream.as_ref()?;
-    Some(Subscription {
-        path: stream.path.clone(),
-        params: url::form_urlencoded::parse(query.as_bytes())
-            .into_owned()
-            .collect(),
-        last_event_id: value("last-event-id").and_then(|v| v.trim().parse().ok()),
-    })
+    Some(Subscribe::new(&stream.path, query, value("last-event-id")))
 }
 
 /// Serves `sub` on `tcp` until the stream ends, the peer leaves, or a write
 /// stalls. `Err` gives the connection back when the hub refuses (hyper then
 /// answers with the proper status).
-pub async fn serve(app: &App, mut tcp: TcpStream, sub: Subscription) -> Result<(), TcpStream> {
+pub async fn serve(app: &App, mut tcp: TcpStream, sub: Subscribe) -> Result<(), TcpStream> {
     let Ok(frames) = app.hub.subscribe(&sub.path, sub.last_event_id, sub.params) else {
         return Err(tcp);
     };

@@ -13,13 +13,13 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, Sleep};
 
 use super::direct_sse;
+use super::graceful::GracefulShutdown;
 use crate::app::App;
 
 /// How long a client may take to send a request head.
@@ -67,7 +67,8 @@ pub async fn serve(
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT)
                 .pipeline_flush(true)
-                .serve_connection(io, TowerToHyperService::new(service));
+                .serve_connection(io, TowerToHyperService::new(service))
+                .with_upgrades();
             if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!("connection ended: {e}");
             }
@@ -77,10 +78,11 @@ pub async fn serve(
     tracing::info!("shutting down: no new connections; ending streams and in-flight requests");
     app.hub.retain(|_| false);
     let timeout = app.settings.shutdown_timeout;
-    if tokio::time::timeout(timeout, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    let closed = async {
+        graceful.shutdown().await;
+        super::websocket::drained(&app).await; // upgraded and direct connections
+    };
+    if tokio::time::timeout(timeout, closed).await.is_err() {
         tracing::warn!("connections still open after {timeout:?}; closing them");
     }
     Ok(())

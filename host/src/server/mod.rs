@@ -4,16 +4,22 @@
 //! - `listener.rs` the accept loop, stalled-peer guard, graceful shutdown
 //! - `direct_sse.rs` subscriptions that open a connection, served without hyper
 //! - `dispatch.rs` a request to a script handler or a stream subscription
+//! - `subscribe.rs` what SSE and WebSocket subscriptions share: parse, open, refuse
 //! - `sse.rs`      the `text/event-stream` response of a subscription
+//! - `websocket.rs` WebSocket upgrades on stream paths, and each connection's loop
+//! - `graceful.rs` graceful shutdown of connections that may be upgraded
 //! - `browser.rs`  `/_engine` and `/_engine/routes`
 //! - `reply.rs`    the one mapping from errors to status codes and bodies
 
 mod browser;
 mod direct_sse;
 mod dispatch;
+mod graceful;
 mod listener;
 mod reply;
 mod sse;
+mod subscribe;
+mod websocket;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -51,6 +57,7 @@ pub fn routes(
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
         .and(with_app(app))
+        .and(warp::ext::optional::<hyper::upgrade::OnUpgrade>())
         .then(dispatch::handle);
     browser
         .or(scripts)
