@@ -553,6 +553,41 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn websocket_text_rides_beside_the_sse_frame() {
+        assert_eq!(
+            &encode_json(Some(3), "{\"a\":1}")[..],
+            b"{\"id\":3,\"data\":{\"a\":1}}"
+        );
+        assert_eq!(&encode_json(None, "\"x\"")[..], b"{\"data\":\"x\"}");
+        let hub = hub(HubLimits {
+            replay_messages: 1,
+            ..HubLimits::default()
+        });
+        send(&hub, "1");
+        send(&hub, "2");
+        let mut ws = Box::pin(
+            hub.subscribe_frames("/s", Some(0), vec![], Transport::WebSocket)
+                .unwrap(),
+        );
+        assert_eq!(
+            (hub.subscriber_count("/s"), hub.websocket_count("/s")),
+            (1, 1)
+        );
+        let missed = ws.next().await.unwrap().unwrap();
+        assert_eq!(
+            &missed.json[..],
+            b"{\"event\":\"missed\",\"data\":{\"lastEventId\":0,\"firstAvailableId\":2}}"
+        );
+        let frame = ws.next().await.unwrap().unwrap();
+        assert_eq!(
+            (&frame.json[..], &frame.bytes[..]),
+            (&b"{\"id\":2,\"data\":2}"[..], &b"id: 2\ndata: 2\n\n"[..])
+        );
+        drop(ws);
+        assert_eq!(hub.websocket_count("/s"), 0);
+    }
+
     #[test]
     fn subscriber_caps() {
         let hub = hub(HubLimits {

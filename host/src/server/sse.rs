@@ -30,7 +30,7 @@ pub fn subscribe(app: &App, stream: &StreamRoute, subscription: Subscribe, head:
     } else {
         let frames = match subscription.open(app.hub.as_ref(), Transport::Sse) {
             Ok(frames) => crate::streams::sse_bytes(frames),
-            Err(refusal) => return refusal,
+            Err(e) => return super::subscribe::refusal(&stream.path, e),
         };
         tracing::debug!(stream = %stream.path, script = %stream.script.name, "subscriber connected");
         let live = tokio_stream::StreamExt::timeout_repeating(

@@ -54,14 +54,14 @@ impl Subscribe {
         Subscribe::new(path, query, header)
     }
 
-    /// Opens the subscription, or the response that refuses it.
+    /// Opens the subscription (`refusal` answers an error).
     pub fn open(
         self,
         hub: &Hub,
         transport: Transport,
-    ) -> Result<impl Stream<Item = Result<Arc<Frame>, Lagged>> + Send + 'static, Response> {
+    ) -> Result<impl Stream<Item = Result<Arc<Frame>, Lagged>> + Send + 'static, SubscribeError>
+    {
         hub.subscribe_frames(&self.path, self.last_event_id, self.params, transport)
-            .map_err(|e| refusal(&self.path, e))
     }
 }
 

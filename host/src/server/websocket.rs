@@ -81,7 +81,7 @@ pub fn upgrade(
     let params = subscription.params.clone();
     let frames = match subscription.open(&app.hub, Transport::WebSocket) {
         Ok(frames) => frames,
-        Err(refusal) => return refusal,
+        Err(e) => return super::subscribe::refusal(&stream.path, e),
     };
     let client = Clients::connect(&app.hub, &stream.path, app.settings.hub.lag);
     let accept = derive_accept_key(key.as_bytes());
