@@ -180,10 +180,13 @@ async fn handlers_run_in_order_and_client_send_reaches_only_that_client() {
         format!("message {id_a} hello"),
         format!("close {id_a}"),
     ];
-    common::eventually("the close to reach the script", || async {
-        log(&server).await == want
-    })
-    .await;
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    let mut seen = log(&server).await;
+    while seen != want && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        seen = log(&server).await;
+    }
+    assert_eq!(seen, want, "the script's turns, in order");
 }
 
 #[tokio::test]
