@@ -7,7 +7,7 @@
 //! - `host.rs`    the raw `__aiwe_host` functions that call the WIT imports
 //! - `convert.rs` request record -> JS object, JS result -> response record, errors
 //! - `prelude.js` the user-facing script API built on `__aiwe_host`
-//! - `apis/`      further APIs, javy style (`fetch`)
+//! - `apis/`      further APIs, one per WIT interface, javy style (`fetch`, `websocket`)
 
 mod apis;
 mod convert;

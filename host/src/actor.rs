@@ -21,7 +21,9 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Select};
 use tokio::sync::oneshot;
 use wasmtime::Store;
 
-use crate::bindings::{Guest, GuestConfig, Handled, Request, Response, Script, ScriptError};
+use crate::bindings::{
+    Guest, GuestConfig, Handled, Request, Response, Script, ScriptError, WsClient, WsEvent,
+};
 use crate::engine::WasmEngine;
 use crate::fetch;
 use crate::host_state::HostState;
@@ -39,7 +41,15 @@ const UNLIMITED_WAIT: Duration = Duration::from_secs(300);
 pub type Reply = oneshot::Sender<Result<Response, CallError>>;
 
 pub enum Job {
-    Handle { request: Request, reply: Reply },
+    Handle {
+        request: Request,
+        reply: Reply,
+    },
+    /// A WebSocket connection opened, sent a message or closed (no reply).
+    WebSocket {
+        client: WsClient,
+        event: WsEvent,
+    },
 }
 
 /// What the actor needs to (re)create its instance.
@@ -180,6 +190,7 @@ impl Actor {
             match next_job(&jobs, &fetches, self.next_deadline()) {
                 Ok(Next::Job(Job::Handle { request, reply })) => self.handle(request, reply),
                 Ok(Next::Fetched(done)) => self.fetch_done(done),
+                Ok(Next::Job(Job::WebSocket { client, event })) => self.websocket(client, event),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
@@ -295,6 +306,14 @@ impl Actor {
                 d.deadline = deadline;
             }
         }
+    /// One WebSocket event as a turn; the guest logs a handler that throws.
+    fn websocket(&mut self, client: WsClient, event: WsEvent) {
+        let what = format!("websocket {}", client.path);
+        let _ = self.call_export(&what, |script, store| {
+            script
+                .aiwebengine_script_websocket_events()
+                .call_on_event(store, &client, &event)
+        });
     }
 
     /// Runs one due timer callback, re-creating the instance first if needed.

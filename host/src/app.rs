@@ -60,6 +60,10 @@ pub struct Settings {
     pub max_script_bytes: u64,
     /// Outbound fetch: the allow-list and its caps.
     pub fetch: FetchSettings,
+    /// Largest WebSocket message a client may send (close 1009 beyond).
+    pub ws_max_message_bytes: usize,
+    /// WebSocket messages a client may send per second (close 1008 beyond).
+    pub ws_messages_per_sec: u32,
 }
 
 impl Settings {
@@ -81,6 +85,8 @@ impl Settings {
             max_connections: crate::fd_limit::default_max_connections(),
             max_script_bytes: 10 << 20,
             fetch: FetchSettings::default(),
+            ws_max_message_bytes: 64 << 10,
+            ws_messages_per_sec: 100,
         }
     }
 }

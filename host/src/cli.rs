@@ -145,6 +145,14 @@ pub struct ServeArgs {
     /// Fetches one script may have in flight at once; more wait for a slot.
     #[arg(long, default_value_t = FetchSettings::default().concurrency)]
     pub fetch_concurrency: usize,
+    /// Largest message a WebSocket client may send, in bytes; a larger one
+    /// closes the connection with code 1009.
+    #[arg(long, default_value_t = 64 << 10)]
+    pub ws_max_message_bytes: usize,
+    /// Messages a WebSocket client may send per second; more close the
+    /// connection with code 1008.
+    #[arg(long, default_value_t = 100)]
+    pub ws_messages_per_sec: u32,
 }
 
 impl ServeArgs {
@@ -178,6 +186,8 @@ impl ServeArgs {
         s.shutdown_drain = Duration::from_secs(self.shutdown_drain_secs);
         s.admin_token = self.admin_token.clone().and_then(AdminToken::new);
         s.watch = !self.no_watch;
+        s.ws_max_message_bytes = self.ws_max_message_bytes.max(1);
+        s.ws_messages_per_sec = self.ws_messages_per_sec;
         s.limits = Limits {
             fuel: self.fuel,
             timeout: Duration::from_millis(self.timeout_ms),

@@ -33,6 +33,8 @@ pub struct RouteDecl {
 pub struct Registrations {
     pub routes: Vec<RouteDecl>,
     pub streams: Vec<String>,
+    /// Streams with WebSocket client handlers (`websocket.rs`).
+    pub websocket: crate::websocket::Listeners,
 }
 
 pub struct HostState {

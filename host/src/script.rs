@@ -111,6 +111,15 @@ impl LoadedScript {
         }))
     }
 
+    /// Queues a job that needs no answer (a WebSocket event), in order with
+    /// the script's other turns; `Busy` when its queue is full.
+    pub fn send_job(&self, job: Job) -> Result<(), CallError> {
+        self.queue.try_send(job).map_err(|e| match e {
+            TrySendError::Full(_) => CallError::Busy,
+            TrySendError::Disconnected(_) => CallError::Gone,
+        })
+    }
+
     /// Queues a request for the script and waits for its response. Never blocks
     /// the calling thread: a full queue is an immediate `Busy`.
     pub async fn call(&self, request: Request) -> Result<Response, CallError> {

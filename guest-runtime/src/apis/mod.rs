@@ -4,10 +4,13 @@
 //! deletes the raw global.
 
 pub mod fetch;
+pub mod websocket;
 
 use javy::quickjs::{Ctx, Result};
 
 /// Installs every API; runs once per instance, after the prelude.
 pub fn register(cx: &Ctx<'_>) -> Result<()> {
-    fetch::register(cx)
+    fetch::register(cx)?;
+    websocket::register(cx)?;
+    cx.eval::<(), _>(include_str!("websocket.js"))
 }

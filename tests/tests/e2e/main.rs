@@ -18,3 +18,4 @@ mod seed_examples;
 mod stream_delivery;
 mod streams;
 mod timers;
+mod websocket;
