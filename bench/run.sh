@@ -10,8 +10,8 @@ if ! command -v wrk >/dev/null; then
   sudo_=""; [ "$(id -u)" = 0 ] || sudo_=sudo
   $sudo_ apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq wrk >/dev/null
 fi
-if [ -f bench/package-lock.json ] && [ ! -x bench/node_modules/.bin/bun ]; then
-  echo "bench: npm ci (bun)" >&2
+if [ -f bench/package-lock.json ] && { [ ! -x bench/node_modules/.bin/bun ] || [ ! -d bench/node_modules/ws ]; }; then
+  echo "bench: npm ci (bun, ws)" >&2
   (cd bench && npm ci --no-audit --no-fund --loglevel=error)
 fi
 cargo build --release -p aiwebengine -p aiwebengine-bench

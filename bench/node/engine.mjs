@@ -5,6 +5,8 @@
 import http from "node:http";
 import vm from "node:vm";
 import fs from "node:fs";
+// The `ws` package on Node; Bun answers this import with its built-in WebSocket server.
+import { WebSocketServer } from "ws";
 
 const MAX_BODY = 1024 * 1024; // bodies above this get a 413
 const MAX_BACKLOG = 1024 * 1024; // an SSE subscriber this far behind is dropped
@@ -28,7 +30,9 @@ function safeJson(v) {
 // Static paths sit in a Map; patterns are tried in order of specificity.
 const staticEntries = new Map();
 const patternEntries = []; // {shape, rank, regex, entry}
-const streams = new Map(); // path -> {path, script, subs: Set<res>, n}
+const streams = new Map(); // path -> {path, script, subs: Set<res>, sockets: Set<ws>, handlers, n}
+const WS_MAX_MESSAGE = 64 * 1024;
+let nextClient = 0;
 const scripts = []; // {name, status, routes, streams}
 
 function parsePath(p) {
@@ -100,7 +104,32 @@ function broadcast(stream, data) {
     res.write(frame);
     sent++;
   }
+  if (stream.sockets.size) {
+    const text = Buffer.from(`{"id":${stream.n},"data":${json}}`); // built once, sent as text
+    for (const ws of stream.sockets) {
+      if (ws.bufferedAmount > MAX_BACKLOG) { ws.terminate(); continue; }
+      ws.send(text, { binary: false });
+      sent++;
+    }
+  }
   return sent;
+}
+
+// A WebSocket on a stream path: the stream's messages, and its handlers for the client's.
+function attachSocket(stream, ws, rawQuery) {
+  const client = {
+    id: `ws-${++nextClient}`,
+    params: rawQuery ? Object.fromEntries(new URLSearchParams(rawQuery)) : {},
+    send: (data) => (ws.send(`{"data":${JSON.stringify(data) ?? "null"}}`), true),
+  };
+  const h = stream.handlers || {};
+  const run = (name, ...args) => {
+    try { h[name]?.(client, ...args); } catch (e) { log("error", stream.script.name, `${name} threw: ${e?.stack ?? e}`); }
+  };
+  stream.sockets.add(ws);
+  ws.on("message", (data, isBinary) => run("onMessage", isBinary ? new Uint8Array(data) : data.toString()));
+  ws.on("close", () => { stream.sockets.delete(ws); run("onClose"); });
+  run("onOpen");
 }
 
 function subscribe(stream, req, res) {
@@ -127,10 +156,10 @@ function loadScript(dir, name) {
       if (typeof handler !== "function" && typeof handler !== "string") throw new TypeError("registerRoute: handler must be a function or a global function's name");
       pending.routes.push({ method: method.toUpperCase(), path: parsePath(p), handler });
     },
-    registerStreamRoute(p) {
+    registerStreamRoute(p, handlers) {
       const parsed = parsePath(p);
       if (parsed.regex) throw new TypeError(`registerStreamRoute: stream paths cannot have parameters: ${p}`);
-      pending.streams.push(p);
+      pending.streams.push({ p, handlers });
     },
     sendStreamMessage(p, data) {
       const stream = streams.get(p);
@@ -170,13 +199,13 @@ function loadScript(dir, name) {
     entry.methods.set(r.method, { script, handler: r.handler, names: r.path.names, source: r.path.source });
     script.routes.push({ method: r.method, path: r.path.source });
   }
-  for (const p of pending.streams) {
+  for (const { p, handlers } of pending.streams) {
     if (streams.has(p)) {
       script.status = "conflict";
       log("warn", name, `stream ${p} is already registered by ${streams.get(p).script.name}; ignored`);
       continue;
     }
-    const stream = { path: p, script, subs: new Set(), n: 0 };
+    const stream = { path: p, script, subs: new Set(), sockets: new Set(), handlers, n: 0 };
     streams.set(p, stream);
     entryFor(parsePath(p)).stream = stream;
     script.streams.push(stream);
@@ -195,7 +224,7 @@ function engineRoutes(res) {
       name: s.name,
       status: s.status,
       routes: s.routes,
-      streams: s.streams.map((st) => ({ path: st.path, subscribers: st.subs.size })),
+      streams: s.streams.map((st) => ({ path: st.path, subscribers: st.subs.size + st.sockets.size })),
     })),
   }, null, 2);
   res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
@@ -303,6 +332,14 @@ for (const f of fs.readdirSync(scriptsDir).filter((f) => f.endsWith(".js")).sort
 
 const server = http.createServer(onRequest); // keep-alive is the default
 server.keepAliveTimeout = 65000;
+const wss = new WebSocketServer({ noServer: true, maxPayload: WS_MAX_MESSAGE });
+server.on("upgrade", (req, socket, head) => {
+  const q = req.url.indexOf("?");
+  const rawPath = q < 0 ? req.url : req.url.slice(0, q);
+  const stream = lookup(rawPath)?.entry.stream;
+  if (!stream) return socket.destroy();
+  wss.handleUpgrade(req, socket, head, (ws) => attachSocket(stream, ws, q < 0 ? "" : req.url.slice(q + 1)));
+});
 const colon = listen.lastIndexOf(":");
 server.listen(Number(listen.slice(colon + 1)), listen.slice(0, colon).replace(/^\[|\]$/g, ""), () => {
   const a = server.address();

@@ -5,10 +5,11 @@
 //!
 //! Sections: startup, throughput (wrk, 64 connections), isolation overhead,
 //! fan-out and memory per subscriber, memory and load time per script,
-//! hot-reload latency. `--quick` shortens every run (for a smoke test).
+//! hot-reload latency, WebSocket fan-out and round trip. `--quick` shortens every run (for a smoke test).
 
 mod http;
 mod servers;
+mod websocket;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -596,6 +597,9 @@ async fn main() -> Result<()> {
     }
     if wants("fanout") {
         fan_out(&mut b).await?;
+    }
+    if wants("websocket") {
+        websocket::run(&mut b).await?;
     }
     if wants("scripts") {
         many_scripts(&mut b).await?;

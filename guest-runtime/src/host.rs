@@ -26,7 +26,7 @@ pub fn set_loading(on: bool) {
     LOADING.with(|l| l.set(on));
 }
 
-fn only_while_loading(cx: &Ctx<'_>, what: &str) -> Result<()> {
+pub(crate) fn only_while_loading(cx: &Ctx<'_>, what: &str) -> Result<()> {
     if LOADING.with(|l| l.get()) {
         Ok(())
     } else {

@@ -7,7 +7,9 @@
 //! - `host.rs`    the raw `__aiwe_host` functions that call the WIT imports
 //! - `convert.rs` request record -> JS object, JS result -> response record, errors
 //! - `prelude.js` the user-facing script API built on `__aiwe_host`
+//! - `apis/`      further APIs, one per WIT interface, javy style (`fetch`, `websocket`)
 
+mod apis;
 mod convert;
 mod host;
 mod runtime;
@@ -96,6 +98,12 @@ impl Guest for Component {
             }
             runtime::run_jobs(&cx);
         })
+    }
+}
+
+impl exports::aiwebengine::script::fetch_events::Guest for Component {
+    fn done(id: u64, outcome: Result<aiwebengine::script::fetch::FetchResponse, String>) {
+        apis::fetch::done(id, outcome)
     }
 }
 

@@ -32,6 +32,7 @@ fn build() -> Runtime {
             .eval(include_str!("prelude.js"))
             .expect("the prelude to evaluate to its API");
         let _ = API.with(|cell| cell.set(Persistent::save(&cx, api)));
+        crate::apis::register(&cx).expect("the script APIs to register");
     });
     runtime
 }

@@ -17,17 +17,20 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Select};
 use tokio::sync::oneshot;
 use wasmtime::Store;
 
-use crate::bindings::{Guest, GuestConfig, Handled, Request, Response, Script, ScriptError};
+use crate::bindings::{
+    Guest, GuestConfig, Handled, Request, Response, Script, ScriptError, WsClient, WsEvent,
+};
 use crate::engine::WasmEngine;
+use crate::fetch;
 use crate::host_state::HostState;
 use crate::limits::{self, Limit};
 use crate::metrics::ScriptMetrics;
 use crate::script::{CallError, LoadError};
-use crate::streams::Hub;
+use crate::services::ScriptServices;
 
 /// Consecutive failures after which restarts are spaced out.
 const BACKOFF_AFTER: u32 = 3;
@@ -38,13 +41,21 @@ const UNLIMITED_WAIT: Duration = Duration::from_secs(300);
 pub type Reply = oneshot::Sender<Result<Response, CallError>>;
 
 pub enum Job {
-    Handle { request: Request, reply: Reply },
+    Handle {
+        request: Request,
+        reply: Reply,
+    },
+    /// A WebSocket connection opened, sent a message or closed (no reply).
+    WebSocket {
+        client: WsClient,
+        event: WsEvent,
+    },
 }
 
 /// What the actor needs to (re)create its instance.
 pub struct Recipe {
     pub engine: WasmEngine,
-    pub hub: Arc<Hub>,
+    pub services: ScriptServices,
     pub name: Arc<str>,
     pub source: String,
     pub metrics: ScriptMetrics,
@@ -59,7 +70,7 @@ impl Recipe {
     /// A fresh instance with the script loaded, under the same limits as a call.
     pub fn instantiate(&self) -> Result<Instance, LoadError> {
         let limits = &self.engine.limits;
-        let state = HostState::new(self.name.clone(), self.hub.clone(), limits.memory_bytes);
+        let state = HostState::new(self.name.clone(), &self.services, limits.memory_bytes);
         let mut store = Store::new(&self.engine.engine, state);
         store.limiter(|state| &mut state.memory);
         limits::arm(&mut store, limits);
@@ -154,6 +165,8 @@ pub struct Actor {
     retry_at: Option<Instant>,
     deferred: HashMap<u64, Deferred>,
     next_request_id: u64,
+    /// The request the next call runs for (see `fetch::Inflight::owner`).
+    owner: Option<u64>,
 }
 
 impl Actor {
@@ -165,19 +178,19 @@ impl Actor {
             retry_at: None,
             deferred: HashMap::new(),
             next_request_id: 1,
+            owner: None,
         }
     }
 
     /// Serves jobs and timers until every sender is gone (the script version was
     /// replaced or removed); its timers die with it.
     pub fn run(mut self, jobs: Receiver<Job>) {
+        let fetches = self.recipe.services.fetch.done().clone();
         loop {
-            let job = match self.next_deadline() {
-                Some(at) => jobs.recv_deadline(at),
-                None => jobs.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            };
-            match job {
-                Ok(Job::Handle { request, reply }) => self.handle(request, reply),
+            match next_job(&jobs, &fetches, self.next_deadline()) {
+                Ok(Next::Job(Job::Handle { request, reply })) => self.handle(request, reply),
+                Ok(Next::Fetched(done)) => self.fetch_done(done),
+                Ok(Next::Job(Job::WebSocket { client, event })) => self.websocket(client, event),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
@@ -229,6 +242,7 @@ impl Actor {
         // The turn's log lines (the script's console included) carry the request id.
         let _turn = tracing::info_span!("request", request_id = %request.id).entered();
         let route = format!("{} {}", request.method, request.path);
+        self.owner = Some(id);
         let outcome = self
             .guarded(&route, |actor| {
                 actor.call(&route, |guest, store| {
@@ -244,19 +258,62 @@ impl Actor {
                 let _ = reply.send(Err(CallError::Exception(error)));
             }
             Ok(Handled::Pending) => {
-                let limit = self.recipe.engine.limits.timeout;
-                let deadline = Instant::now()
-                    + if limit.is_zero() {
-                        UNLIMITED_WAIT
-                    } else {
-                        limit
-                    };
+                let deadline = self.wait_deadline(id);
                 self.deferred.insert(id, Deferred { reply, deadline });
             }
             Err(e) => {
                 let _ = reply.send(Err(e));
             }
         }
+    }
+
+    /// How long request `id`'s Promise may still take: the per-call time limit
+    /// from now, or longer while a fetch it awaits is running (see `fetch`).
+    fn wait_deadline(&self, id: u64) -> Instant {
+        let limit = self.recipe.engine.limits.timeout;
+        let wait = if limit.is_zero() {
+            UNLIMITED_WAIT
+        } else {
+            limit
+        };
+        let fetching = self
+            .instance
+            .as_ref()
+            .and_then(|i| i.store.data().fetch.deadline_for(id));
+        (Instant::now() + wait).max(fetching.unwrap_or_else(Instant::now))
+    }
+
+    /// A fetch finished: the guest settles its Promise in a turn of its own.
+    /// A fetch of an instance since thrown away is ignored.
+    fn fetch_done(&mut self, done: fetch::Done) {
+        let Some(instance) = self.instance.as_mut() else {
+            return;
+        };
+        let Some(owner) = instance.store.data_mut().fetch.finish(done.id) else {
+            return;
+        };
+        self.owner = owner;
+        let _ = self.call_export("fetch completion", |script, store| {
+            script.aiwebengine_script_fetch_events().call_done(
+                store,
+                done.id,
+                done.outcome.as_ref().map_err(String::as_str),
+            )
+        });
+        if let Some(id) = owner {
+            let deadline = self.wait_deadline(id);
+            if let Some(d) = self.deferred.get_mut(&id) {
+                d.deadline = deadline;
+            }
+        }
+    /// One WebSocket event as a turn; the guest logs a handler that throws.
+    fn websocket(&mut self, client: WsClient, event: WsEvent) {
+        let what = format!("websocket {}", client.path);
+        let _ = self.call_export(&what, |script, store| {
+            script
+                .aiwebengine_script_websocket_events()
+                .call_on_event(store, &client, &event)
+        });
     }
 
     /// Runs one due timer callback, re-creating the instance first if needed.
@@ -346,14 +403,24 @@ impl Actor {
         what: &str,
         f: impl FnOnce(&Guest, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
+        self.call_export(what, |script, store| {
+            f(script.aiwebengine_script_guest(), store)
+        })
+    }
+
+    /// `call` for any export of the world, not only the `guest` interface.
+    fn call_export<R>(
+        &mut self,
+        what: &str,
+        f: impl FnOnce(&Script, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
         let limits = self.recipe.engine.limits;
+        let owner = self.owner.take();
         self.instance()?;
         let instance = self.instance.as_mut().expect("instance exists");
+        instance.store.data_mut().fetch.owner = owner;
         limits::arm(&mut instance.store, &limits);
-        let result = f(
-            instance.bindings.aiwebengine_script_guest(),
-            &mut instance.store,
-        );
+        let result = f(&instance.bindings, &mut instance.store);
         let fuel_used = limits::fuel_used(&instance.store, &limits);
         self.recipe.metrics.fuel(fuel_used);
         let completions = std::mem::take(&mut instance.store.data_mut().completions);
@@ -405,6 +472,39 @@ impl Actor {
                 Err(error)
             }
         }
+    }
+}
+
+/// What woke the actor.
+enum Next {
+    Job(Job),
+    Fetched(fetch::Done),
+}
+
+/// The next queued job or finished fetch, waiting at most until `deadline`.
+/// Only the job queue disconnecting ends the actor.
+fn next_job(
+    jobs: &Receiver<Job>,
+    fetches: &Receiver<fetch::Done>,
+    deadline: Option<Instant>,
+) -> Result<Next, RecvTimeoutError> {
+    let mut select = Select::new();
+    let job = select.recv(jobs);
+    select.recv(fetches);
+    let op = match deadline {
+        Some(at) => select
+            .select_deadline(at)
+            .map_err(|_| RecvTimeoutError::Timeout)?,
+        None => select.select(),
+    };
+    if op.index() == job {
+        op.recv(jobs)
+            .map(Next::Job)
+            .map_err(|_| RecvTimeoutError::Disconnected)
+    } else {
+        op.recv(fetches)
+            .map(Next::Fetched)
+            .map_err(|_| RecvTimeoutError::Disconnected)
     }
 }
 

@@ -13,13 +13,15 @@ use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
 
 use crate::engine::WasmEngine;
+use crate::fetch::{FetchSettings, Fetcher};
 use crate::health::Health;
 use crate::limits::Limits;
 use crate::metrics::{Metrics, Reload};
 use crate::registry::{Conflict, RouteTable};
 use crate::script::{LoadError, LoadedScript};
-use crate::server::admin::AdminToken;
 use crate::script_files::{self, Found, Stamp};
+use crate::server::admin::AdminToken;
+use crate::services::Services;
 use crate::streams::{Hub, HubLimits};
 
 /// The knobs `serve` takes from the command line.
@@ -56,6 +58,12 @@ pub struct Settings {
     pub max_connections: usize,
     /// Largest script file loaded, in bytes; a bigger one is a load error.
     pub max_script_bytes: u64,
+    /// Outbound fetch: the allow-list and its caps.
+    pub fetch: FetchSettings,
+    /// Largest WebSocket message a client may send (close 1009 beyond).
+    pub ws_max_message_bytes: usize,
+    /// WebSocket messages a client may send per second (close 1008 beyond).
+    pub ws_messages_per_sec: u32,
 }
 
 impl Settings {
@@ -76,6 +84,9 @@ impl Settings {
             header_read_timeout: Duration::from_secs(10),
             max_connections: crate::fd_limit::default_max_connections(),
             max_script_bytes: 10 << 20,
+            fetch: FetchSettings::default(),
+            ws_max_message_bytes: 64 << 10,
+            ws_messages_per_sec: 100,
         }
     }
 }
@@ -101,6 +112,7 @@ pub struct App {
     pub settings: Settings,
     pub wasm: WasmEngine,
     pub hub: Arc<Hub>,
+    pub services: Services,
     pub table: ArcSwap<RouteTable>,
     pub metrics: Arc<Metrics>,
     pub health: Health,
@@ -134,12 +146,17 @@ impl App {
         let wasm = WasmEngine::new(settings.cache_dir.as_deref(), settings.limits)?;
         let metrics = Arc::new(Metrics::new());
         let hub = Arc::new(Hub::with_metrics(settings.hub, metrics.clone()));
+        let services = Services {
+            hub: hub.clone(),
+            fetch: Arc::new(Fetcher::new(&settings.fetch)?),
+        };
         Ok(Arc::new(App {
             settings,
             wasm,
             hub,
             metrics,
             health: Health::default(),
+            services,
             table: ArcSwap::from_pointee(RouteTable::default()),
             slots: Mutex::new(BTreeMap::new()),
             reconciling: tokio::sync::Mutex::new(()),
@@ -318,7 +335,7 @@ impl App {
     async fn start(&self, name: &str, source: String) -> Result<Arc<LoadedScript>, LoadError> {
         LoadedScript::start(
             self.wasm.clone(),
-            self.hub.clone(),
+            self.services.for_script(),
             name,
             source,
             self.settings.queue_depth,

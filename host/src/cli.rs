@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::app::Settings;
+use crate::fetch::{FetchSettings, Rule};
 use crate::limits::Limits;
 use crate::logging::LogFormat;
 use crate::server::admin::AdminToken;
@@ -130,6 +131,28 @@ pub struct ServeArgs {
     /// Timers (setTimeout/setInterval) a script may have alive at once.
     #[arg(long, default_value_t = Limits::default().max_timers)]
     pub max_timers: u32,
+    /// Where scripts may `fetch`, as scheme://host[:port] (Spin's syntax):
+    /// https://api.example.com, https://*.example.com, http://127.0.0.1:9000,
+    /// *://*:*. Repeatable; the variable takes a comma-separated list. Default:
+    /// nothing. Loopback, private and link-local addresses need a rule that
+    /// names the host or IP without a wildcard.
+    #[arg(long = "allow-outbound", value_name = "RULE", env = "AIWEBENGINE_ALLOW_OUTBOUND",
+          value_delimiter = ',', value_parser = Rule::parse)]
+    pub allow_outbound: Vec<Rule>,
+    /// Largest response body a fetch accepts, in bytes; a larger one rejects.
+    #[arg(long, default_value_t = FetchSettings::default().max_bytes)]
+    pub fetch_max_bytes: usize,
+    /// Fetches one script may have in flight at once; more wait for a slot.
+    #[arg(long, default_value_t = FetchSettings::default().concurrency)]
+    pub fetch_concurrency: usize,
+    /// Largest message a WebSocket client may send, in bytes; a larger one
+    /// closes the connection with code 1009.
+    #[arg(long, default_value_t = 64 << 10)]
+    pub ws_max_message_bytes: usize,
+    /// Messages a WebSocket client may send per second; more close the
+    /// connection with code 1008.
+    #[arg(long, default_value_t = 100)]
+    pub ws_messages_per_sec: u32,
 }
 
 impl ServeArgs {
@@ -163,11 +186,18 @@ impl ServeArgs {
         s.shutdown_drain = Duration::from_secs(self.shutdown_drain_secs);
         s.admin_token = self.admin_token.clone().and_then(AdminToken::new);
         s.watch = !self.no_watch;
+        s.ws_max_message_bytes = self.ws_max_message_bytes.max(1);
+        s.ws_messages_per_sec = self.ws_messages_per_sec;
         s.limits = Limits {
             fuel: self.fuel,
             timeout: Duration::from_millis(self.timeout_ms),
             memory_bytes: self.memory_mb.max(1) << 20,
             max_timers: self.max_timers,
+        };
+        s.fetch = FetchSettings {
+            allow: self.allow_outbound.clone(),
+            max_bytes: self.fetch_max_bytes,
+            concurrency: self.fetch_concurrency.max(1),
         };
         if self.no_cache {
             s.cache_dir = None;

@@ -10,8 +10,10 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use crate::bindings::aiwebengine::script::{host::Host, types};
 use crate::bindings::{LogLevel, Response, ScriptError};
 use crate::console::Console;
+use crate::fetch::Inflight;
 use crate::limits::MemoryCap;
 use crate::route_path::RoutePath;
+use crate::services::ScriptServices;
 use crate::streams::Hub;
 
 /// Bytes of guest stdout/stderr kept per instance. Scripts log through
@@ -31,6 +33,8 @@ pub struct RouteDecl {
 pub struct Registrations {
     pub routes: Vec<RouteDecl>,
     pub streams: Vec<String>,
+    /// Streams with WebSocket client handlers (`websocket.rs`).
+    pub websocket: crate::websocket::Listeners,
 }
 
 pub struct HostState {
@@ -48,10 +52,12 @@ pub struct HostState {
     pub completions: Vec<(u64, Result<Response, ScriptError>)>,
     /// The script's console budget (see `console.rs`).
     console: Console,
+    /// This instance's fetches in flight (see `fetch`).
+    pub fetch: Inflight,
 }
 
 impl HostState {
-    pub fn new(script: Arc<str>, hub: Arc<Hub>, memory_bytes: usize) -> Self {
+    pub fn new(script: Arc<str>, services: &ScriptServices, memory_bytes: usize) -> Self {
         let output = MemoryOutputPipe::new(GUEST_OUTPUT_CAPACITY);
         let wasi = WasiCtx::builder()
             .stdout(output.clone())
@@ -62,7 +68,7 @@ impl HostState {
             table: ResourceTable::new(),
             output,
             script,
-            hub,
+            hub: services.hub.clone(),
             registrations: Registrations::default(),
             memory: MemoryCap {
                 bytes: memory_bytes,
@@ -71,6 +77,7 @@ impl HostState {
             wakeup: None,
             completions: Vec::new(),
             console: Console::default(),
+            fetch: Inflight::new(services.fetch.clone()),
         }
     }
 }

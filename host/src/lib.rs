@@ -17,8 +17,11 @@
 //! - `actor`      the thread that owns a script's instance: requests, timers, restarts
 //! - `route_path` `/users/:id/*rest` → router patterns
 //! - `registry`   the route table built from loaded scripts (conflicts, lookups)
-//! - `streams`    the SSE hub: per-stream broadcast, frames encoded once
+//! - `streams`    the stream hub: per-stream broadcast, SSE and WebSocket frames encoded once
 //! - `script_files` reading script files off the async workers: size cap, unchanged-file skip, no symlinks out
+//! - `services`   what a script's sandbox reaches (hub, fetch), as one value
+//! - `fetch`      outbound `fetch`: allow-list, checked DNS, redirects, caps
+//! - `websocket`  WebSocket clients: script handlers, `client.send`, the WIT `websocket` host
 //! - `watcher`    hot reload: folder events → `App::reconcile`
 //! - `server`     warp: dispatch to scripts, SSE responses, route browser, errors
 //!
@@ -35,6 +38,7 @@ pub mod cli;
 pub mod console;
 pub mod engine;
 pub mod fd_limit;
+pub mod fetch;
 pub mod health;
 pub mod host_state;
 pub mod limits;
@@ -45,8 +49,10 @@ pub mod route_path;
 pub mod script;
 pub mod script_files;
 pub mod server;
+pub mod services;
 pub mod streams;
 pub mod watcher;
+pub mod websocket;
 
 use std::future::Future;
 use std::sync::Arc;

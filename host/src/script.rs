@@ -13,7 +13,7 @@ use crate::engine::WasmEngine;
 use crate::host_state::Registrations;
 use crate::limits::Limit;
 use crate::metrics::{Metrics, ScriptMetrics};
-use crate::streams::Hub;
+use crate::services::ScriptServices;
 
 pub use crate::actor::describe;
 
@@ -63,7 +63,7 @@ impl LoadedScript {
     /// level. Resolves once the script loaded (or failed to).
     pub async fn start(
         engine: WasmEngine,
-        hub: Arc<Hub>,
+        services: ScriptServices,
         name: &str,
         source: String,
         queue_depth: usize,
@@ -73,7 +73,7 @@ impl LoadedScript {
         let metrics = metrics.script(&name);
         let recipe = Recipe {
             engine,
-            hub,
+            services,
             name: name.clone(),
             source,
             metrics: metrics.clone(),
@@ -109,6 +109,15 @@ impl LoadedScript {
             queue,
             metrics,
         }))
+    }
+
+    /// Queues a job that needs no answer (a WebSocket event), in order with
+    /// the script's other turns; `Busy` when its queue is full.
+    pub fn send_job(&self, job: Job) -> Result<(), CallError> {
+        self.queue.try_send(job).map_err(|e| match e {
+            TrySendError::Full(_) => CallError::Busy,
+            TrySendError::Disconnected(_) => CallError::Gone,
+        })
     }
 
     /// Queues a request for the script and waits for its response. Never blocks

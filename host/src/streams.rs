@@ -1,7 +1,8 @@
-//! The SSE hub: one broadcast ring per stream path, plus a bounded replay buffer.
+//! The stream hub: one broadcast ring per stream path, plus a bounded replay buffer.
 //!
-//! A message is encoded into its SSE frame once and the same bytes are shared
-//! by every subscriber. The sender (a script's thread) only numbers the frame,
+//! A message is encoded once into its SSE frame and, beside it, its WebSocket
+//! text (`{"id":n,"data":...}`); the same bytes are shared by every subscriber
+//! of either transport. The sender (a script's thread) only numbers the frame,
 //! keeps it for replay and queues it: the hub's fan-out thread puts it in the
 //! stream's ring and wakes the subscribers, so a broadcast costs the script
 //! O(1) whatever the audience (a filtered one also counts who it reached).
@@ -72,7 +73,10 @@ impl Default for HubLimits {
 /// One encoded event and who it is for.
 pub struct Frame {
     pub id: u64,
+    /// The SSE frame.
     pub bytes: Bytes,
+    /// The same event as one WebSocket text message (UTF-8 JSON).
+    pub json: Bytes,
     filter: Option<Params>,
 }
 
@@ -115,6 +119,17 @@ impl Window {
     }
 }
 
+/// A subscriber fell a whole ring behind; its subscription ends after this.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Lagged;
+
+/// Which transport a subscriber uses (counted apart for `/_engine`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Sse,
+    WebSocket,
+}
+
 impl Frame {
     fn reaches(&self, params: &Params) -> bool {
         self.filter
@@ -131,6 +146,8 @@ pub enum SubscribeError {
 
 pub struct Hub {
     streams: RwLock<HashMap<String, Arc<StreamChannel>>>,
+    /// Live WebSocket connections, for `client.send`.
+    pub clients: crate::websocket::Clients,
     limits: HubLimits,
     total: Arc<AtomicUsize>,
     fan_out: crossbeam_channel::Sender<(Arc<StreamChannel>, Arc<Frame>)>,
@@ -145,6 +162,8 @@ struct StreamChannel {
     metrics: StreamMetrics,
     /// Only the fan-out thread takes this lock.
     window: Mutex<Window>,
+    /// How many of the subscribers are WebSocket connections.
+    websockets: Arc<AtomicUsize>,
 }
 
 struct StreamState {
@@ -194,16 +213,37 @@ fn sse_lines(data: &str) -> impl Iterator<Item = &str> {
     .flat_map(|line| line.split('\r'))
 }
 
+/// The WebSocket text of an event: `{"id":n,"data":...}`, or without the id.
+pub fn encode_json(id: Option<u64>, data: &str) -> Bytes {
+    Bytes::from(match id {
+        Some(id) => format!("{{\"id\":{id},\"data\":{data}}}"),
+        None => format!("{{\"data\":{data}}}"),
+    })
+}
+
+/// A subscription's SSE frames, ending where it lags.
+pub fn sse_bytes(
+    frames: impl Stream<Item = Result<Arc<Frame>, Lagged>>,
+) -> impl Stream<Item = Bytes> {
+    frames
+        .take_while(|item| futures_util::future::ready(item.is_ok()))
+        .filter_map(|item| futures_util::future::ready(item.ok().map(|f| f.bytes.clone())))
+}
+
 /// Decrements the counts of a subscriber when its response goes away.
 struct Subscription {
     id: u64,
     total: Arc<AtomicUsize>,
     subscribers: Arc<Mutex<HashMap<u64, Arc<Params>>>>,
+    websockets: Option<Arc<AtomicUsize>>,
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
         self.total.fetch_sub(1, Ordering::Relaxed);
+        if let Some(websockets) = &self.websockets {
+            websockets.fetch_sub(1, Ordering::Relaxed);
+        }
         lock(&self.subscribers).remove(&self.id);
     }
 }
@@ -237,6 +277,7 @@ impl Hub {
             .expect("starting the stream fan-out thread");
         Hub {
             streams: RwLock::new(HashMap::new()),
+            clients: Default::default(),
             limits,
             total: Arc::new(AtomicUsize::new(0)),
             fan_out,
@@ -262,6 +303,7 @@ impl Hub {
                 subscribers: Arc::new(Mutex::new(HashMap::new())),
                 metrics: self.metrics.stream(path),
                 window: Mutex::new(Window::default()),
+                websockets: Arc::new(AtomicUsize::new(0)),
             })
         });
     }
@@ -301,6 +343,7 @@ impl Hub {
         let frame = Arc::new(Frame {
             id,
             bytes: encode_frame(Some(id), None, json),
+            json: encode_json(Some(id), json),
             filter,
         });
         state.replay_bytes += frame.bytes.len();
@@ -332,20 +375,40 @@ impl Hub {
         self.get(path).map_or(0, |s| s.tx.receiver_count())
     }
 
+    /// How many of `path`'s subscribers are WebSocket connections.
+    pub fn websocket_count(&self, path: &str) -> usize {
+        self.get(path)
+            .map_or(0, |s| s.websockets.load(Ordering::Relaxed))
+    }
+
     pub fn total_subscribers(&self) -> usize {
         self.total.load(Ordering::Relaxed)
     }
 
-    /// A subscription's frames: first those after `last_event_id` from the
-    /// replay buffer (with a `missed` event if some are gone), then live ones
-    /// matching `params`. It ends when the stream goes away or when the
-    /// subscriber lags a whole ring behind.
+    /// An SSE subscription's frames: see `subscribe_frames`; it ends when
+    /// the subscriber lags a whole ring behind.
     pub fn subscribe(
         &self,
         path: &str,
         last_event_id: Option<u64>,
         params: Params,
     ) -> Result<impl Stream<Item = Bytes> + Send + 'static, SubscribeError> {
+        let frames = self.subscribe_frames(path, last_event_id, params, Transport::Sse)?;
+        Ok(sse_bytes(frames))
+    }
+
+    /// A subscription's frames: first those after `last_event_id` from the
+    /// replay buffer (with a `missed` event if some are gone), then live ones
+    /// matching `params`. It ends when the stream goes away, or with one
+    /// `Err(Lagged)` when the subscriber lags a whole ring behind.
+    pub fn subscribe_frames(
+        &self,
+        path: &str,
+        last_event_id: Option<u64>,
+        params: Params,
+        transport: Transport,
+    ) -> Result<impl Stream<Item = Result<Arc<Frame>, Lagged>> + Send + 'static, SubscribeError>
+    {
         let stream = self.get(path).ok_or(SubscribeError::NoStream)?;
         if stream.tx.receiver_count() >= self.limits.per_stream {
             return Err(SubscribeError::TooMany(
@@ -366,14 +429,19 @@ impl Hub {
         let id = state.next_subscriber;
         state.next_subscriber += 1;
         lock(&stream.subscribers).insert(id, params.clone());
-        let mut first: Vec<Bytes> = Vec::new();
+        let mut first: Vec<Arc<Frame>> = Vec::new();
         if let Some(last) = last_event_id {
             stream.metrics.replays.inc();
             let oldest = state.replay.front().map_or(state.next_id, |f| f.id);
             if last >= state.next_id || last + 1 < oldest {
                 stream.metrics.missed.inc();
                 let gap = format!("{{\"lastEventId\":{last},\"firstAvailableId\":{}}}", oldest);
-                first.push(encode_frame(None, Some(MISSED_EVENT), &gap));
+                first.push(Arc::new(Frame {
+                    id: 0,
+                    bytes: encode_frame(None, Some(MISSED_EVENT), &gap),
+                    json: Bytes::from(format!("{{\"event\":\"{MISSED_EVENT}\",\"data\":{gap}}}")),
+                    filter: None,
+                }));
             }
             let replay_from = if last >= state.next_id { 0 } else { last + 1 };
             first.extend(
@@ -381,39 +449,51 @@ impl Hub {
                     .replay
                     .iter()
                     .filter(|f| f.id >= replay_from && f.reaches(&params))
-                    .map(|f| f.bytes.clone()),
+                    .cloned(),
             );
         }
         drop(state);
+        let websockets = (transport == Transport::WebSocket).then(|| {
+            stream.websockets.fetch_add(1, Ordering::Relaxed);
+            stream.websockets.clone()
+        });
         let guard = Subscription {
             id,
             total: self.total.clone(),
             subscribers: stream.subscribers.clone(),
+            websockets,
         };
-        let lagged = stream.metrics.lagged.clone();
+        let lagged_metric = stream.metrics.lagged.clone();
+        let mut lagged = false;
         let live = BroadcastStream::new(rx)
+            // A frame, or `Lagged`: a whole ring behind, or at a cell emptied
+            // for being more than `lag_bytes` behind.
             .map(|item| match item {
-                Ok(cell) => cell.load_full(), // None: emptied, more than lag_bytes behind
-                Err(BroadcastStreamRecvError::Lagged(_)) => None,
+                Ok(cell) => cell.load_full().ok_or(Lagged),
+                Err(BroadcastStreamRecvError::Lagged(_)) => Err(Lagged),
             })
-            .take_while(move |frame| {
-                if frame.is_none() {
-                    lagged.inc();
+            .take_while(move |item| {
+                // Let the one `Lagged` through, then end.
+                let keep = !lagged;
+                if item.is_err() && !lagged {
+                    lagged_metric.inc();
                     tracing::info!("disconnecting a subscriber that fell too far behind");
+                    lagged = true;
                 }
-                futures_util::future::ready(frame.is_some())
+                futures_util::future::ready(keep)
             })
-            .filter_map(move |frame| {
-                let frame = frame
-                    .filter(|f| f.id >= first_live && f.reaches(&params))
-                    .map(|f| f.bytes.clone());
+            .filter_map(move |item| {
+                let frame = match item {
+                    Ok(f) => (f.id >= first_live && f.reaches(&params)).then_some(Ok(f)),
+                    Err(Lagged) => Some(Err(Lagged)),
+                };
                 futures_util::future::ready(frame)
             });
-        Ok(futures_util::stream::iter(first)
+        Ok(futures_util::stream::iter(first.into_iter().map(Ok))
             .chain(live)
-            .map(move |bytes| {
+            .map(move |frame| {
                 let _ = &guard; // lives as long as the subscription
-                bytes
+                frame
             }))
     }
 }
@@ -642,6 +722,41 @@ mod tests {
             send(&hub, "3");
             assert_eq!(take(&mut replaying, 1).await, ["id: 3\ndata: 3\n\n"]);
         }
+    }
+
+    #[tokio::test]
+    async fn websocket_text_rides_beside_the_sse_frame() {
+        assert_eq!(
+            &encode_json(Some(3), "{\"a\":1}")[..],
+            b"{\"id\":3,\"data\":{\"a\":1}}"
+        );
+        assert_eq!(&encode_json(None, "\"x\"")[..], b"{\"data\":\"x\"}");
+        let hub = hub(HubLimits {
+            replay_messages: 1,
+            ..HubLimits::default()
+        });
+        send(&hub, "1");
+        send(&hub, "2");
+        let mut ws = Box::pin(
+            hub.subscribe_frames("/s", Some(0), vec![], Transport::WebSocket)
+                .unwrap(),
+        );
+        assert_eq!(
+            (hub.subscriber_count("/s"), hub.websocket_count("/s")),
+            (1, 1)
+        );
+        let missed = ws.next().await.unwrap().unwrap();
+        assert_eq!(
+            &missed.json[..],
+            b"{\"event\":\"missed\",\"data\":{\"lastEventId\":0,\"firstAvailableId\":2}}"
+        );
+        let frame = ws.next().await.unwrap().unwrap();
+        assert_eq!(
+            (&frame.json[..], &frame.bytes[..]),
+            (&b"{\"id\":2,\"data\":2}"[..], &b"id: 2\ndata: 2\n\n"[..])
+        );
+        drop(ws);
+        assert_eq!(hub.websocket_count("/s"), 0);
     }
 
     #[test]

@@ -87,6 +87,8 @@ pub fn snapshot(app: &App) -> Value {
                             json!({
                                 "path": s,
                                 "subscribers": app.hub.subscriber_count(s),
+                                "websocket": app.hub.websocket_count(s),
+                                "sse": app.hub.subscriber_count(s).saturating_sub(app.hub.websocket_count(s)),
                                 "conflictsWith": conflict_of(&format!("stream {s}")),
                             })
                         })
@@ -195,7 +197,12 @@ fn html_page(snapshot: &Value) -> Response {
                         esc(o)
                     )
                 })
-                .unwrap_or_else(|| format!("{} subscribers", st["subscribers"]));
+                .unwrap_or_else(|| {
+                    format!(
+                        "{} subscribers ({} SSE, {} WebSocket)",
+                        st["subscribers"], st["sse"], st["websocket"]
+                    )
+                });
             body.push_str(&format!(
                 "<tr><td>STREAM</td><td>{}</td><td>{note}</td></tr>",
                 esc(st["path"].as_str().unwrap_or(""))

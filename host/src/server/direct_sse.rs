@@ -22,9 +22,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::request_id;
-use super::sse::{accepts_event_stream, subscriber_params, KEEP_ALIVE, PREAMBLE};
+use super::sse::{accepts_event_stream, KEEP_ALIVE, PREAMBLE};
+use super::subscribe::Subscribe;
 use crate::app::App;
-use crate::streams::Params;
 
 /// The same headers `sse.rs` sets; the connection ends with the stream. The
 /// request id follows, then the blank line.
@@ -37,14 +37,13 @@ x-request-id: ";
 
 /// A subscription this module can serve, from the first request's head.
 pub struct Subscription {
-    path: String,
+    sub: Subscribe,
     script: Arc<str>,
     request_id: String,
-    params: Params,
-    last_event_id: Option<u64>,
 }
 
 /// Is `head` a `GET` asking for `text/event-stream` on a registered stream?
+/// (An upgrade request is left to hyper, which can upgrade.)
 pub fn subscription(app: &App, head: &[u8]) -> Option<Subscription> {
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut req = httparse::Request::new(&mut headers);
@@ -57,7 +56,7 @@ pub fn subscription(app: &App, head: &[u8]) -> Option<Subscription> {
             .find(|h| h.name.eq_ignore_ascii_case(name))
             .and_then(|h| std::str::from_utf8(h.value).ok())
     };
-    if !value("accept").is_some_and(accepts_event_stream) {
+    if !value("accept").is_some_and(accepts_event_stream) || value("upgrade").is_some() {
         return None;
     }
     let target = req.path?;
@@ -69,12 +68,10 @@ pub fn subscription(app: &App, head: &[u8]) -> Option<Subscription> {
         _ => request_id::generate(),
     };
     Some(Subscription {
-        path: stream.path.clone(),
+        // Over the caps: hyper answers (414) through `dispatch.rs`.
+        sub: Subscribe::new(&stream.path, query, value("last-event-id")).ok()?,
         script: stream.script.name.clone(),
         request_id,
-        // Over the caps: hyper answers (414) through `sse.rs`.
-        params: subscriber_params(query).ok()?,
-        last_event_id: value("last-event-id").and_then(|v| v.trim().parse().ok()),
     })
 }
 
@@ -82,12 +79,13 @@ pub fn subscription(app: &App, head: &[u8]) -> Option<Subscription> {
 /// stalls. `Err` gives the connection back when the hub refuses (hyper then
 /// answers with the proper status).
 pub async fn serve(app: &App, mut tcp: TcpStream, sub: Subscription) -> Result<(), TcpStream> {
-    let Ok(frames) = app.hub.subscribe(&sub.path, sub.last_event_id, sub.params) else {
+    let path = sub.sub.path.clone();
+    let Ok(frames) = app.hub.subscribe(&path, sub.sub.last_event_id, sub.sub.params) else {
         return Err(tcp);
     };
-    tracing::debug!(stream = %sub.path, request_id = %sub.request_id, "subscriber connected");
+    tracing::debug!(stream = %path, request_id = %sub.request_id, "subscriber connected");
     app.metrics
-        .request(&sub.script, &sub.path, "GET", 200, None);
+        .request(&sub.script, &path, "GET", 200, None);
     let stall = app.settings.write_stall;
     let head = [
         RESPONSE_HEAD,

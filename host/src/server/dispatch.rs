@@ -1,6 +1,7 @@
 //! A request for a script: find its route, read its body, call the script's
 //! actor, and turn the answer into an HTTP response. A GET that asks for
-//! `text/event-stream` on a stream path becomes a subscription instead.
+//! `text/event-stream` on a stream path becomes a subscription instead, and
+//! one with `Upgrade: websocket` a WebSocket connection.
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use warp::path::FullPath;
 use warp::reply::Response;
 
 use super::front::{label, Matched};
+use super::subscribe::Subscribe;
 use super::{reply, request_id};
 use crate::app::App;
 use crate::bindings::Request;
@@ -22,6 +24,7 @@ pub async fn handle(
     headers: HeaderMap,
     body: impl Stream<Item = Result<impl Buf, warp::Error>> + Send,
     app: Arc<App>,
+    on_upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> Response {
     let table = app.table.load_full();
     let raw_path = path.as_str();
@@ -38,12 +41,15 @@ pub async fn handle(
             .collect()
     };
     if let Some(stream) = entry.stream.as_ref().filter(|_| reads) {
+        if method_name == "GET" && super::websocket::is_upgrade(&headers) {
+            return super::websocket::upgrade(&app, stream, &query, &headers, on_upgrade);
+        }
         if wants_event_stream(&headers) || entry.method("GET").is_none() {
-            let params = match super::sse::subscriber_params(&query) {
-                Ok(params) => params,
+            let subscription = match Subscribe::from_headers(&stream.path, &query, &headers) {
+                Ok(subscription) => subscription,
                 Err(why) => return reply::text(StatusCode::URI_TOO_LONG, why),
             };
-            let res = super::sse::subscribe(&app, stream, &headers, params, method_name == "HEAD");
+            let res = super::sse::subscribe(&app, stream, subscription, method_name == "HEAD");
             let matched = Matched {
                 script: stream.script.name.clone(),
                 route: stream.path.clone(),

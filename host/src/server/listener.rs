@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use prometheus::IntCounter;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -22,6 +21,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::admin::Access;
 use super::front::Front;
+use super::graceful::GracefulShutdown;
 use super::{direct_sse, head};
 use crate::app::App;
 
@@ -119,7 +119,8 @@ pub async fn serve(
                 .timer(TokioTimer::new())
                 .header_read_timeout(timeout)
                 .max_buf_size(head::MAX_HEAD)
-                .serve_connection(io, service);
+                .serve_connection(io, service)
+                .with_upgrades();
             if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!("connection ended: {e}");
             }
@@ -135,10 +136,11 @@ pub async fn serve(
         .take();
     let timeout = app.settings.shutdown_timeout;
     if let Some(graceful) = graceful {
-        if tokio::time::timeout(timeout, graceful.shutdown())
-            .await
-            .is_err()
-        {
+        let closed = async {
+            graceful.shutdown().await;
+            super::websocket::drained(&app).await; // upgraded and direct connections
+        };
+        if tokio::time::timeout(timeout, closed).await.is_err() {
             tracing::warn!("connections still open after {timeout:?}; closing them");
         }
     }

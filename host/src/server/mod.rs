@@ -6,7 +6,10 @@
 //! - `head.rs`     the first request head: size cap, timeout, LF-only heads
 //! - `panic_guard.rs` a panic while answering becomes a logged 500
 //! - `dispatch.rs` a request to a script handler or a stream subscription
+//! - `subscribe.rs` what SSE and WebSocket subscriptions share: parse, open, refuse
 //! - `sse.rs`      the `text/event-stream` response of a subscription
+//! - `websocket.rs` WebSocket upgrades on stream paths, and each connection's loop
+//! - `graceful.rs` graceful shutdown of connections that may be upgraded
 //! - `browser.rs`  `/_engine` and `/_engine/routes`
 //! - `operating.rs` `/_engine/metrics` and `/_engine/health/{live,ready}`
 //! - `front.rs`    around every request: its id and span, the `/_engine`
@@ -20,6 +23,7 @@ mod browser;
 mod direct_sse;
 mod dispatch;
 mod front;
+mod graceful;
 mod head;
 mod listener;
 mod operating;
@@ -27,6 +31,8 @@ pub(crate) mod panic_guard;
 mod reply;
 pub mod request_id;
 mod sse;
+mod subscribe;
+mod websocket;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -76,8 +82,11 @@ pub fn routes(
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
         .and(with_app(app))
-        .then(|method, path, query, headers, body, app| {
-            panic_guard::catch(dispatch::handle(method, path, query, headers, body, app))
+        .and(warp::ext::optional::<hyper::upgrade::OnUpgrade>())
+        .then(|method, path, query, headers, body, app, on_upgrade| {
+            panic_guard::catch(dispatch::handle(
+                method, path, query, headers, body, app, on_upgrade,
+            ))
         });
     browser
         .or(scripts)

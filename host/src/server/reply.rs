@@ -75,6 +75,18 @@ pub fn call_error(script: &str, route: &str, error: CallError) -> Response {
     }
 }
 
+/// A WebSocket handshake that cannot be completed.
+pub fn websocket_refused(status: StatusCode, why: &str) -> Response {
+    let mut res = text(status, format!("{why}\n"));
+    if status == StatusCode::UPGRADE_REQUIRED {
+        res.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+    }
+    res
+}
+
 /// warp's own rejections (only reachable for malformed requests).
 pub async fn rejection(r: warp::Rejection) -> Result<Response, Infallible> {
     let status = if r.is_not_found() {

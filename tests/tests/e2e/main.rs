@@ -8,6 +8,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod fetch;
 mod hot_reload;
 mod isolation;
 mod loading;
@@ -17,3 +18,4 @@ mod seed_examples;
 mod stream_delivery;
 mod streams;
 mod timers;
+mod websocket;
