@@ -15,6 +15,7 @@ use crate::engine::WasmEngine;
 use crate::limits::Limits;
 use crate::registry::{Conflict, RouteTable};
 use crate::script::{LoadError, LoadedScript};
+use crate::script_files;
 use crate::streams::{Hub, HubLimits};
 
 /// The knobs `serve` takes from the command line.
@@ -116,7 +117,7 @@ impl App {
             .with_context(|| format!("reading the scripts folder {}", dir.display()))?;
         self.reconcile(None).await;
         if self.slots.lock().unwrap().is_empty() {
-            tracing::warn!(dir = %dir.display(), "no *.js scripts found");
+            tracing::warn!(dir = %dir.display(), "no scripts (*.js, *.ts) found");
         }
         Ok(())
     }
@@ -127,7 +128,9 @@ impl App {
     /// swapped once for the whole batch. A version that fails to load, or that
     /// would lose a route its predecessor served, leaves the predecessor serving.
     pub async fn reconcile(self: &Arc<Self>, names: Option<BTreeSet<String>>) {
-        let names = names.unwrap_or_else(|| self.all_names());
+        let names = names
+            .map(script_files::with_twins)
+            .unwrap_or_else(|| self.all_names());
         let mut candidates = Vec::new();
         let mut gone = Vec::new();
         {
@@ -140,6 +143,8 @@ impl App {
                     }
                     continue;
                 };
+                let dir = &self.settings.scripts_dir;
+                let source = source.and_then(|s| script_files::refuse_twin(dir, &name).map(|()| s));
                 let hash = hash_of(&source);
                 let unchanged = slots.get(&name).is_some_and(|s| {
                     (s.live.is_some() && s.live_hash == hash && s.error.is_none())
@@ -236,6 +241,7 @@ impl App {
     }
 
     async fn start(&self, name: &str, source: String) -> Result<Arc<LoadedScript>, LoadError> {
+        let source = script_files::prepare(name, source)?;
         LoadedScript::start(
             self.wasm.clone(),
             self.hub.clone(),
@@ -321,10 +327,7 @@ fn apply(slot: &mut Slot, name: &str, hash: u64, result: Result<Arc<LoadedScript
     }
 }
 
-/// `*.js` files count as scripts; hidden and editor temp files do not.
-pub fn is_script_name(name: &str) -> bool {
-    name.ends_with(".js") && !name.starts_with('.') && !name.starts_with('#') && !name.contains('~')
-}
+pub use crate::script_files::is_script_name;
 
 /// A script's source: `None` when there is no such file (any more), an error
 /// when it cannot be read or is not UTF-8.

@@ -15,19 +15,27 @@
 //! - `streams`    the SSE hub: per-stream broadcast, frames encoded once
 //! - `watcher`    hot reload: folder events → `App::reconcile`
 //! - `server`     warp: dispatch to scripts, SSE responses, route browser, errors
+//! - `script_files` which files are scripts (`*.js`, `*.ts`), `.js`/`.ts` twins
+//! - `typescript` strips types from `*.ts` scripts, keeping lines and columns
+//! - `check`      `aiwebengine check`: load scripts without serving, report, exit 0/1
+//! - `route_list` `aiwebengine routes`: the route table as text or JSON
 
 pub mod actor;
 pub mod app;
 pub mod bindings;
+pub mod check;
 pub mod cli;
 pub mod engine;
 pub mod host_state;
 pub mod limits;
 pub mod registry;
+pub mod route_list;
 pub mod route_path;
 pub mod script;
+pub mod script_files;
 pub mod server;
 pub mod streams;
+pub mod typescript;
 pub mod watcher;
 
 use std::future::Future;

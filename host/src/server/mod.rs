@@ -6,11 +6,13 @@
 //! - `dispatch.rs` a request to a script handler or a stream subscription
 //! - `sse.rs`      the `text/event-stream` response of a subscription
 //! - `browser.rs`  `/_engine` and `/_engine/routes`
+//! - `dts.rs`      `/_engine/aiwebengine.d.ts`, the script API's types
 //! - `reply.rs`    the one mapping from errors to status codes and bodies
 
 mod browser;
 mod direct_sse;
 mod dispatch;
+mod dts;
 mod listener;
 mod reply;
 mod sse;
@@ -44,7 +46,9 @@ pub fn routes(
     app: Arc<App>,
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = Infallible> + Clone + Send + Sync + 'static
 {
-    let browser = browser::routes(with_app(app.clone()));
+    let browser = browser::routes(with_app(app.clone()))
+        .or(dts::route())
+        .unify();
     let scripts = warp::method()
         .and(warp::path::full())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
