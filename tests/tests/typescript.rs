@@ -54,7 +54,8 @@ routeRegistry.registerRoute(\"GET\", \"/boom\", (): AIWebEngine.Response => {
     let server = TestServer::start(&[("boom.ts", source)]).await;
     let (status, body) = server.get_text("/boom").await;
     assert_eq!(status, 500, "{body}");
-    let column = column_of(source, 3, "throw");
+    // QuickJS places a `new Error(...)` at its call's last argument token.
+    let column = column_of(source, 3, "id);");
     assert!(
         body.contains(&format!("Error: boom x (at boom.ts:3:{column})")),
         "expected boom.ts:3:{column} in: {body}"
