@@ -85,12 +85,15 @@ pub fn strip(name: &str, source: String) -> Result<String, LoadError> {
     }
 }
 
-/// Collects what the stripper reports, with where (the start of its span).
+/// One message of the stripper, and where its span starts.
+type Diagnostic = (String, Option<swc_common::BytePos>);
+
+/// Collects what the stripper reports.
 #[derive(Clone, Default)]
-struct Diagnostics(Arc<Mutex<Vec<(String, Option<swc_common::BytePos>)>>>);
+struct Diagnostics(Arc<Mutex<Vec<Diagnostic>>>);
 
 impl Diagnostics {
-    fn take(&self) -> Vec<(String, Option<swc_common::BytePos>)> {
+    fn take(&self) -> Vec<Diagnostic> {
         self.0
             .lock()
             .map(|mut found| std::mem::take(&mut *found))
