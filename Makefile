@@ -6,7 +6,7 @@ GUEST_WASM := host/guest/aiwebengine_guest.wasm
 GUEST_BUILT := target/wasm32-wasip2/guest/guest_runtime.wasm
 LISTEN ?= 127.0.0.1:8080
 
-.PHONY: run test guest guest-deps lint unit browser bench clean-cache
+.PHONY: run test guest guest-deps lint unit types browser bench clean-cache
 
 ## run: serve scripts/ on http://$(LISTEN) (hot reload on)
 run:
@@ -32,8 +32,14 @@ lint: guest-deps
 unit:
 	$(CARGO) test --workspace --exclude guest-runtime
 
-## test: everything CI runs (guest rebuild, lint, unit + end-to-end, real-browser)
-test: guest lint unit browser
+## types: type-check scripts/ (seeds and hello.ts) against types/aiwebengine.d.ts with tsc (npm, pinned in types/package-lock.json)
+types:
+	@if [[ ! -f types/node_modules/.package-lock.json || types/package-lock.json -nt types/node_modules/.package-lock.json ]]; then \
+		echo "types: npm ci"; (cd types && npm ci --no-audit --no-fund --loglevel=error); fi
+	types/node_modules/.bin/tsc -p scripts/tsconfig.json
+
+## test: everything CI runs (guest rebuild, lint, unit + end-to-end, type-check, real-browser)
+test: guest lint unit types browser
 
 ## bench: the benchmark suite against Node.js and Bun; writes BENCHMARKS.md (README, Benchmarks)
 bench:

@@ -22,6 +22,7 @@ use crate::script::{LoadError, LoadedScript};
 use crate::script_files::{self, Found, Stamp};
 use crate::server::admin::AdminToken;
 use crate::services::Services;
+use crate::script_names;
 use crate::streams::{Hub, HubLimits};
 
 /// The knobs `serve` takes from the command line.
@@ -182,7 +183,7 @@ impl App {
             .with_context(|| format!("reading the scripts folder {}", dir.display()))?;
         self.reconcile(None).await;
         if self.slots().is_empty() {
-            tracing::warn!(dir = %dir.display(), "no *.js scripts found");
+            tracing::warn!(dir = %dir.display(), "no scripts (*.js, *.ts) found");
         }
         Ok(())
     }
@@ -193,11 +194,18 @@ impl App {
     /// swapped once for the whole batch. A version that fails to load, or that
     /// would lose a route its predecessor served, leaves the predecessor serving.
     pub async fn reconcile(self: &Arc<Self>, names: Option<BTreeSet<String>>) {
+        // Adding or removing `hello.js` also reconsiders `hello.ts`.
+        let names = names.map(script_names::with_twins);
         let _turn = self.reconciling.lock().await;
         let known: BTreeMap<String, Option<Stamp>> = self
             .slots()
             .iter()
-            .map(|(name, slot)| (name.clone(), slot.stamp.clone()))
+            // A script whose newest version failed is read again: the failure
+            // may lie outside its file (a `.js` twin that has since gone).
+            .map(|(name, slot)| {
+                let stamp = slot.error.is_none().then(|| slot.stamp.clone()).flatten();
+                (name.clone(), stamp)
+            })
             .collect();
         let (dir, max_bytes) = (
             self.settings.scripts_dir.clone(),
@@ -231,6 +239,8 @@ impl App {
                     }
                     Found::Read { stamp, source } => (stamp, source),
                 };
+                let dir = &self.settings.scripts_dir;
+                let source = source.and_then(|s| script_names::refuse_twin(dir, &name).map(|()| s));
                 let hash = hash_of(&source);
                 let unchanged = slots.get(&name).is_some_and(|s| {
                     (s.live.is_some() && s.live_hash == hash && s.error.is_none())
@@ -333,6 +343,7 @@ impl App {
     }
 
     async fn start(&self, name: &str, source: String) -> Result<Arc<LoadedScript>, LoadError> {
+        let source = script_names::prepare(name, source)?;
         LoadedScript::start(
             self.wasm.clone(),
             self.services.for_script(),
@@ -417,7 +428,5 @@ fn apply(slot: &mut Slot, name: &str, hash: u64, result: Result<Arc<LoadedScript
     }
 }
 
-/// `*.js` files count as scripts; hidden and editor temp files do not.
-pub fn is_script_name(name: &str) -> bool {
-    name.ends_with(".js") && !name.starts_with('.') && !name.starts_with('#') && !name.contains('~')
+pub use crate::script_names::is_script_name;
 }

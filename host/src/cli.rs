@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::app::Settings;
 use crate::fetch::{FetchSettings, Rule};
@@ -27,8 +27,13 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Serve every *.js script of a folder.
+    /// Serve every *.js and *.ts script of a folder.
     Serve(ServeArgs),
+    /// Load scripts in the sandbox as `serve` would, without listening, and report
+    /// each one's routes and streams or its error; exit 1 if any fails or conflicts.
+    Check(CheckArgs),
+    /// Print the route table `serve` would build from a scripts folder.
+    Routes(RoutesArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -206,4 +211,32 @@ impl ServeArgs {
         }
         s
     }
+}
+
+/// How `check` and `routes` print what they found.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// For people: aligned text.
+    Text,
+    /// For machines: one JSON document.
+    Json,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CheckArgs {
+    /// Script files and folders of scripts to check [default: ./scripts].
+    pub paths: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RoutesArgs {
+    /// The folder of scripts.
+    #[arg(long, default_value = "./scripts", env = "AIWEBENGINE_SCRIPTS")]
+    pub scripts: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
 }

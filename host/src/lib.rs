@@ -24,6 +24,10 @@
 //! - `websocket`  WebSocket clients: script handlers, `client.send`, the WIT `websocket` host
 //! - `watcher`    hot reload: folder events → `App::reconcile`
 //! - `server`     warp: dispatch to scripts, SSE responses, route browser, errors
+//! - `script_names` which files are scripts (`*.js`, `*.ts`), `.js`/`.ts` twins
+//! - `typescript` strips types from `*.ts` scripts, keeping lines and columns
+//! - `check`      `aiwebengine check`: load scripts without serving, report, exit 0/1
+//! - `route_list` `aiwebengine routes`: the route table as text or JSON
 //!
 //! No panic is reachable from a request, a script or a file: slicing and
 //! indexing are denied below (use `get`, `split_once`, iterators), shared locks
@@ -34,6 +38,7 @@
 pub mod actor;
 pub mod app;
 pub mod bindings;
+pub mod check;
 pub mod cli;
 pub mod console;
 pub mod engine;
@@ -45,12 +50,15 @@ pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod registry;
+pub mod route_list;
 pub mod route_path;
 pub mod script;
 pub mod script_files;
+pub mod script_names;
 pub mod server;
 pub mod services;
 pub mod streams;
+pub mod typescript;
 pub mod watcher;
 pub mod websocket;
 

@@ -5,7 +5,10 @@ use aiwebengine::cli::{Cli, Command};
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    let Command::Serve(args) = &cli.command;
+    let args = match &cli.command {
+        Command::Serve(args) => args,
+        tool => std::process::exit(aiwebengine::check::main(tool)?),
+    };
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.workers())
         .thread_name("http")
@@ -24,6 +27,7 @@ async fn serve(cli: Cli) -> Result<()> {
                 .with_context(|| format!("binding {}", args.listen))?;
             aiwebengine::run(listener, args.settings(), shutdown_signal()).await
         }
+        Command::Check(_) | Command::Routes(_) => unreachable!("run by main"),
     }
 }
 

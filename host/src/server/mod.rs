@@ -16,6 +16,7 @@
 //!   access policy, metrics and the access log
 //! - `request_id.rs` keeping or making `X-Request-Id`
 //! - `admin.rs`    the `/_engine` access policy (admin token, loopback)
+//! - `dts.rs`      `/_engine/aiwebengine.d.ts`, the script API's types
 //! - `reply.rs`    the one mapping from errors to status codes and bodies
 
 pub mod admin;
@@ -25,6 +26,7 @@ mod dispatch;
 mod front;
 mod graceful;
 mod head;
+mod dts;
 mod listener;
 mod operating;
 pub(crate) mod panic_guard;
@@ -75,6 +77,8 @@ pub fn routes(
 {
     let browser = browser::routes(with_app(app.clone()))
         .or(operating::routes(with_app(app.clone())))
+        .unify()
+        .or(dts::route())
         .unify();
     let scripts = warp::method()
         .and(warp::path::full())

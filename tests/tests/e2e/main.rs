@@ -18,4 +18,5 @@ mod seed_examples;
 mod stream_delivery;
 mod streams;
 mod timers;
+mod typescript;
 mod websocket;
