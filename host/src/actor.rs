@@ -306,6 +306,8 @@ impl Actor {
                 d.deadline = deadline;
             }
         }
+    }
+
     /// One WebSocket event as a turn; the guest logs a handler that throws.
     fn websocket(&mut self, client: WsClient, event: WsEvent) {
         let what = format!("websocket {}", client.path);
