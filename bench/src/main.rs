@@ -5,10 +5,11 @@
 //!
 //! Sections: startup, throughput (wrk, 64 connections), isolation overhead,
 //! fan-out and memory per subscriber, memory and load time per script,
-//! hot-reload latency. `--quick` shortens every run (for a smoke test).
+//! hot-reload latency, durable storage. `--quick` shortens every run (for a smoke test).
 
 mod http;
 mod servers;
+mod storage;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -602,6 +603,9 @@ async fn main() -> Result<()> {
     }
     if wants("reload") {
         reload(&mut b).await?;
+    }
+    if wants("storage") {
+        storage::run(&mut b).await?;
     }
     if !quick && only.is_empty() {
         std::fs::write(b.root.join("BENCHMARKS.md"), &b.out)?;

@@ -7,7 +7,9 @@
 //! - `host.rs`    the raw `__aiwe_host` functions that call the WIT imports
 //! - `convert.rs` request record -> JS object, JS result -> response record, errors
 //! - `prelude.js` the user-facing script API built on `__aiwe_host`
+//! - `apis/`      further script APIs (`storage`), one WIT interface each
 
+mod apis;
 mod convert;
 mod host;
 mod runtime;
@@ -91,8 +93,12 @@ impl Guest for Component {
             let run = (|| {
                 let api: Object = cx.globals().get("__aiwe")?;
                 let run_timer: Function = api.get("runTimer")?;
-                run_timer.call::<_, ()>(())
+                run_timer.call::<_, bool>(())
             })();
+            // A callback that threw fails its turn: its storage writes are discarded.
+            if run.as_ref().is_ok_and(|threw| *threw) {
+                apis::storage::discard_turn();
+            }
             if let Err(e) = run {
                 let e = convert::script_error(&cx, e);
                 aiwebengine::script::host::log(

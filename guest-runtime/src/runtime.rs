@@ -26,6 +26,7 @@ fn build() -> Runtime {
         crate::host::register(&cx).expect("host functions to register");
         cx.eval::<(), _>(include_str!("prelude.js"))
             .expect("the prelude to evaluate");
+        crate::apis::register(&cx).expect("the script APIs to register");
     });
     runtime
 }

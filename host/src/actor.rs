@@ -26,7 +26,8 @@ use crate::engine::WasmEngine;
 use crate::host_state::HostState;
 use crate::limits::{self, Limit};
 use crate::script::{CallError, LoadError};
-use crate::streams::Hub;
+use crate::services::Services;
+use crate::storage::Turn;
 
 /// Consecutive failures after which restarts are spaced out.
 const BACKOFF_AFTER: u32 = 3;
@@ -43,7 +44,7 @@ pub enum Job {
 /// What the actor needs to (re)create its instance.
 pub struct Recipe {
     pub engine: WasmEngine,
-    pub hub: Arc<Hub>,
+    pub services: Services,
     pub name: Arc<str>,
     pub source: String,
 }
@@ -55,9 +56,24 @@ pub struct Instance {
 
 impl Recipe {
     /// A fresh instance with the script loaded, under the same limits as a call.
+    /// The top level is a turn: its storage writes commit (durably, before the
+    /// load counts as done) only when it succeeds.
     pub fn instantiate(&self) -> Result<Instance, LoadError> {
         let limits = &self.engine.limits;
-        let state = HostState::new(self.name.clone(), self.hub.clone(), limits.memory_bytes);
+        let namespace = self
+            .services
+            .storage
+            .namespace(&self.name)
+            .map_err(|e| LoadError {
+                message: format!("storage failed: {e:#}"),
+                detail: None,
+            })?;
+        let state = HostState::new(
+            self.name.clone(),
+            &self.services,
+            namespace.clone(),
+            limits.memory_bytes,
+        );
         let mut store = Store::new(&self.engine.engine, state);
         store.limiter(|state| &mut state.memory);
         limits::arm(&mut store, limits);
@@ -71,13 +87,31 @@ impl Recipe {
         };
         limits::arm(&mut store, limits);
         let guest = bindings.aiwebengine_script_guest();
-        match guest.call_load(&mut store, &self.name, &self.source, config) {
+        let turn = namespace.begin();
+        let loaded = match guest.call_load(&mut store, &self.name, &self.source, config) {
             Ok(Ok(())) => Ok(Instance { store, bindings }),
             Ok(Err(e)) => Err(LoadError {
                 message: describe(&self.name, &e),
                 detail: e.stack,
             }),
             Err(e) => Err(trap_load_error(&store, "running its top level", e)),
+        };
+        if loaded.is_err() {
+            turn.discard();
+            return loaded;
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        turn.commit(Box::new(move |outcome| drop(tx.send(outcome))));
+        match rx.recv() {
+            Ok(Ok(())) => loaded,
+            Ok(Err(e)) => Err(LoadError {
+                message: format!("the top level's storage writes failed: {e}"),
+                detail: None,
+            }),
+            Err(_) => Err(LoadError {
+                message: "the storage writer stopped".into(),
+                detail: None,
+            }),
         }
     }
 }
@@ -195,29 +229,9 @@ impl Actor {
         let id = self.next_request_id;
         self.next_request_id += 1;
         let route = format!("{} {}", request.method, request.path);
-        match self.call(&route, |guest, store| {
+        self.call(&route, Some((id, reply)), |guest, store| {
             guest.call_handle(store, id, &request)
-        }) {
-            Ok(Handled::Done(response)) => {
-                let _ = reply.send(Ok(response));
-            }
-            Ok(Handled::Failed(error)) => {
-                let _ = reply.send(Err(CallError::Exception(error)));
-            }
-            Ok(Handled::Pending) => {
-                let limit = self.recipe.engine.limits.timeout;
-                let deadline = Instant::now()
-                    + if limit.is_zero() {
-                        UNLIMITED_WAIT
-                    } else {
-                        limit
-                    };
-                self.deferred.insert(id, Deferred { reply, deadline });
-            }
-            Err(e) => {
-                let _ = reply.send(Err(e));
-            }
-        }
+        });
     }
 
     /// Runs one due timer callback, re-creating the instance first if needed.
@@ -237,7 +251,9 @@ impl Actor {
             if let Some(instance) = self.instance.as_mut() {
                 instance.store.data_mut().wakeup = None; // the guest sets the next one
             }
-            let _ = self.call("timer callback", |guest, store| guest.call_run_timer(store));
+            self.call("timer callback", None, |guest, store| {
+                guest.call_run_timer(store).map(|()| Handled::Pending)
+            });
         } else {
             let _ = self.instance();
         }
@@ -295,36 +311,67 @@ impl Actor {
         }
     }
 
-    /// Runs one guest call under the limits, then delivers the answers of any
-    /// deferred requests it settled. A trap — a tripped limit or a crash —
-    /// throws the instance away (it may be corrupt mid-call), and with it the
-    /// requests still waiting on it.
-    fn call<R>(
+    /// Runs one guest call — a turn — under the limits: the handler for
+    /// `request` (its id and reply), or a timer callback. The turn's answers (the
+    /// request's, and those of deferred requests it settled) are sent once its
+    /// storage writes are durable; when anything in it failed, its writes are
+    /// discarded instead. A trap — a tripped limit or a crash — also throws the
+    /// instance away (it may be corrupt mid-call), and with it the requests
+    /// still waiting on it.
+    fn call(
         &mut self,
         // The route ("GET /chat") or "timer callback", for the log.
         what: &str,
-        f: impl FnOnce(&Guest, &mut Store<HostState>) -> wasmtime::Result<R>,
-    ) -> Result<R, CallError> {
+        request: Option<(u64, Reply)>,
+        f: impl FnOnce(&Guest, &mut Store<HostState>) -> wasmtime::Result<Handled>,
+    ) {
         let limits = self.recipe.engine.limits;
-        self.instance()?;
+        if let Err(e) = self.instance() {
+            if let Some((_, reply)) = request {
+                let _ = reply.send(Err(e));
+            }
+            return;
+        }
         let instance = self.instance.as_mut().expect("instance exists");
+        let namespace = instance.store.data().storage.clone();
+        let turn = namespace.begin();
         limits::arm(&mut instance.store, &limits);
         let result = f(
             instance.bindings.aiwebengine_script_guest(),
             &mut instance.store,
         );
         let fuel_used = limits::fuel_used(&instance.store, &limits);
+        let mut answers = Vec::new();
+        let mut trapped = false;
         let completions = std::mem::take(&mut instance.store.data_mut().completions);
         for (id, outcome) in completions {
             if let Some(d) = self.deferred.remove(&id) {
-                let _ = d.reply.send(outcome.map_err(CallError::Exception));
+                answers.push((d.reply, outcome.map_err(CallError::Exception)));
             }
         }
         match result {
-            Ok(value) => {
+            Ok(handled) => {
                 self.failures = 0;
                 self.retry_at = None;
-                Ok(value)
+                match (handled, request) {
+                    (Handled::Done(response), Some((_, reply))) => {
+                        answers.push((reply, Ok(response)))
+                    }
+                    (Handled::Failed(error), Some((_, reply))) => {
+                        answers.push((reply, Err(CallError::Exception(error))))
+                    }
+                    (Handled::Pending, Some((id, reply))) => {
+                        let limit = self.recipe.engine.limits.timeout;
+                        let wait = if limit.is_zero() {
+                            UNLIMITED_WAIT
+                        } else {
+                            limit
+                        };
+                        let deadline = Instant::now() + wait;
+                        self.deferred.insert(id, Deferred { reply, deadline });
+                    }
+                    (_, None) => {}
+                }
             }
             Err(trap) => {
                 log_guest_output(&instance.store);
@@ -346,16 +393,49 @@ impl Actor {
                     }
                 };
                 self.instance = None;
+                if let Some((_, reply)) = request {
+                    answers.push((reply, Err(error)));
+                }
                 for (_, d) in self.deferred.drain() {
-                    let _ = d
-                        .reply
-                        .send(Err(CallError::Trap("the script was restarted".into())));
+                    answers.push((
+                        d.reply,
+                        Err(CallError::Trap("the script was restarted".into())),
+                    ));
                 }
                 self.failed();
-                Err(error)
+                trapped = true;
             }
         }
+        end_turn(turn, trapped, answers);
     }
+}
+
+/// Commits or discards a turn and sends its answers. Any failure in the turn
+/// (a thrown handler, a rejected Promise, a timer callback that threw, a trap)
+/// discards all of its writes; otherwise the answers wait for the commit to be
+/// durable, and a commit that fails turns them into storage errors.
+fn end_turn(turn: Turn<'_>, trapped: bool, answers: Vec<(Reply, Result<Response, CallError>)>) {
+    let failed = trapped || turn.discarded_by_guest() || answers.iter().any(|(_, a)| a.is_err());
+    if failed {
+        let rolled_back = turn.discard();
+        for (reply, answer) in answers {
+            let answer = match answer {
+                Ok(_) if rolled_back => Err(CallError::RolledBack),
+                other => other,
+            };
+            let _ = reply.send(answer);
+        }
+        return;
+    }
+    turn.commit(Box::new(move |outcome| {
+        for (reply, answer) in answers {
+            let answer = match &outcome {
+                Ok(()) => answer,
+                Err(e) => Err(CallError::Storage(e.clone())),
+            };
+            let _ = reply.send(answer);
+        }
+    }));
 }
 
 #[cfg(test)]

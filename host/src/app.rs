@@ -15,6 +15,8 @@ use crate::engine::WasmEngine;
 use crate::limits::Limits;
 use crate::registry::{Conflict, RouteTable};
 use crate::script::{LoadError, LoadedScript};
+use crate::services::Services;
+use crate::storage::{Storage, StorageLimits};
 use crate::streams::{Hub, HubLimits};
 
 /// The knobs `serve` takes from the command line.
@@ -39,6 +41,10 @@ pub struct Settings {
     pub watch: bool,
     /// Fuel, time and memory for each guest call.
     pub limits: Limits,
+    /// Where scripts' storage lives; `None` keeps it in memory (tests, benchmarks).
+    pub data_dir: Option<PathBuf>,
+    /// Value size and per-script quota of storage.
+    pub storage: StorageLimits,
 }
 
 impl Settings {
@@ -54,6 +60,8 @@ impl Settings {
             cache_dir: crate::engine::default_cache_dir(),
             watch: true,
             limits: Limits::default(),
+            data_dir: None,
+            storage: StorageLimits::default(),
         }
     }
 }
@@ -77,6 +85,7 @@ pub struct App {
     pub settings: Settings,
     pub wasm: WasmEngine,
     pub hub: Arc<Hub>,
+    pub storage: Arc<Storage>,
     pub table: ArcSwap<RouteTable>,
     slots: Mutex<BTreeMap<String, Slot>>,
 }
@@ -98,12 +107,18 @@ struct Candidate {
 
 impl App {
     pub fn new(settings: Settings) -> Result<Arc<App>> {
+        // Storage first: a locked or corrupt database fails fast.
+        let storage = Arc::new(Storage::open(
+            settings.data_dir.as_deref(),
+            settings.storage,
+        )?);
         let wasm = WasmEngine::new(settings.cache_dir.as_deref(), settings.limits)?;
         let hub = Arc::new(Hub::new(settings.hub));
         Ok(Arc::new(App {
             settings,
             wasm,
             hub,
+            storage,
             table: ArcSwap::from_pointee(RouteTable::default()),
             slots: Mutex::new(BTreeMap::new()),
         }))
@@ -236,14 +251,27 @@ impl App {
     }
 
     async fn start(&self, name: &str, source: String) -> Result<Arc<LoadedScript>, LoadError> {
+        let services = Services {
+            hub: self.hub.clone(),
+            storage: self.storage.clone(),
+        };
         LoadedScript::start(
             self.wasm.clone(),
-            self.hub.clone(),
+            services,
             name,
             source,
             self.settings.queue_depth,
         )
         .await
+    }
+
+    /// Tells `aiwebengine storage` how to reach this server (see `storage/backup.rs`).
+    pub fn advertise(&self, addr: std::net::SocketAddr) {
+        if let Some(admin) = &self.storage.admin {
+            if let Err(e) = admin.advertise(addr) {
+                tracing::warn!("`aiwebengine storage` will not reach this server: {e:#}");
+            }
+        }
     }
 
     /// Installs a new route table and closes the streams no script registers any more.

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::app::Settings;
 use crate::limits::Limits;
+use crate::storage::StorageLimits;
 use crate::streams::HubLimits;
 
 #[derive(Parser, Debug)]
@@ -26,6 +27,54 @@ pub struct Cli {
 pub enum Command {
     /// Serve every *.js script of a folder.
     Serve(ServeArgs),
+    /// Back up or restore a script's storage (JSON lines of {"key", "value"}).
+    /// Works on a stopped server's data dir, and through a running server
+    /// that holds it (found through <data-dir>/server.json).
+    #[command(subcommand)]
+    Storage(StorageCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StorageCommand {
+    /// Print every key of SCRIPT's storage as JSON lines, in key order.
+    Dump {
+        /// The script (`chat` or `chat.js`).
+        script: String,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Replace all of SCRIPT's storage with FILE's JSON lines, atomically.
+    Restore {
+        /// The script (`chat` or `chat.js`).
+        script: String,
+        /// JSON lines of {"key": ..., "value": ...}; `-` reads standard input.
+        file: PathBuf,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+}
+
+/// Where scripts' storage lives, and its limits.
+#[derive(Args, Debug, Clone)]
+pub struct StorageArgs {
+    /// Folder of the storage database (created if missing).
+    #[arg(long, default_value = "./data", env = "AIWEBENGINE_DATA")]
+    pub data_dir: PathBuf,
+    /// Largest storage value, in bytes of JSON; larger ones throw RangeError.
+    #[arg(long, default_value_t = StorageLimits::default().max_value_bytes)]
+    pub storage_max_value_bytes: usize,
+    /// Storage each script may use (keys plus values), in MiB.
+    #[arg(long, default_value_t = StorageLimits::default().quota_bytes >> 20)]
+    pub storage_quota_mb: u64,
+}
+
+impl StorageArgs {
+    pub fn limits(&self) -> StorageLimits {
+        StorageLimits {
+            max_value_bytes: self.storage_max_value_bytes,
+            quota_bytes: self.storage_quota_mb << 20,
+        }
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -93,6 +142,8 @@ pub struct ServeArgs {
     /// Timers (setTimeout/setInterval) a script may have alive at once.
     #[arg(long, default_value_t = Limits::default().max_timers)]
     pub max_timers: u32,
+    #[command(flatten)]
+    pub storage: StorageArgs,
 }
 
 impl ServeArgs {
@@ -122,6 +173,8 @@ impl ServeArgs {
             memory_bytes: self.memory_mb.max(1) << 20,
             max_timers: self.max_timers,
         };
+        s.data_dir = Some(self.storage.data_dir.clone());
+        s.storage = self.storage.limits();
         if self.no_cache {
             s.cache_dir = None;
         } else if let Some(dir) = &self.cache_dir {

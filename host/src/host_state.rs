@@ -11,6 +11,8 @@ use crate::bindings::aiwebengine::script::{host::Host, types};
 use crate::bindings::{LogLevel, Response, ScriptError};
 use crate::limits::MemoryCap;
 use crate::route_path::RoutePath;
+use crate::services::Services;
+use crate::storage::Namespace;
 use crate::streams::Hub;
 
 /// Bytes of guest stdout/stderr kept per instance. Scripts log through
@@ -39,6 +41,8 @@ pub struct HostState {
     /// The script's file name, tagging its log lines.
     pub script: Arc<str>,
     pub hub: Arc<Hub>,
+    /// The script's storage namespace (the WIT `storage` host is in `storage/host_api.rs`).
+    pub storage: Arc<Namespace>,
     pub registrations: Registrations,
     pub memory: MemoryCap,
     /// When the guest's earliest timer is due, as it last said.
@@ -48,7 +52,12 @@ pub struct HostState {
 }
 
 impl HostState {
-    pub fn new(script: Arc<str>, hub: Arc<Hub>, memory_bytes: usize) -> Self {
+    pub fn new(
+        script: Arc<str>,
+        services: &Services,
+        storage: Arc<Namespace>,
+        memory_bytes: usize,
+    ) -> Self {
         let output = MemoryOutputPipe::new(GUEST_OUTPUT_CAPACITY);
         let wasi = WasiCtx::builder()
             .stdout(output.clone())
@@ -59,7 +68,8 @@ impl HostState {
             table: ResourceTable::new(),
             output,
             script,
-            hub,
+            hub: services.hub.clone(),
+            storage,
             registrations: Registrations::default(),
             memory: MemoryCap {
                 bytes: memory_bytes,

@@ -7,6 +7,8 @@
 //! - `engine`     wasmtime: engine config, the compiled guest (cached), the linker
 //! - `bindings`   the one `bindgen!` of `wit/aiwebengine.wit`
 //! - `host_state` a script's `Store` data and the WIT `host` functions it calls
+//! - `services`   what a script's sandbox can reach (stream hub, storage), as one value
+//! - `storage`    durable per-script storage: turns, overlay, redb backend, dump/restore
 //! - `limits`     fuel, deadline and memory cap per call; naming what tripped
 //! - `script`     a loaded script version: registrations + queue into its actor
 //! - `actor`      the thread that owns a script's instance: requests, timers, restarts
@@ -27,6 +29,8 @@ pub mod registry;
 pub mod route_path;
 pub mod script;
 pub mod server;
+pub mod services;
+pub mod storage;
 pub mod streams;
 pub mod watcher;
 
@@ -63,6 +67,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let engine = load(settings).await?;
+    engine.app.advertise(listener.local_addr()?);
     server::run(listener, engine.app.clone(), shutdown).await
 }
 
@@ -70,6 +75,7 @@ pub async fn run(
 /// The server task lives as long as the tokio runtime; the watch as long as the `Engine`.
 pub async fn start(listener: TcpListener, settings: Settings) -> Result<Engine> {
     let engine = load(settings).await?;
+    engine.app.advertise(listener.local_addr()?);
     tokio::spawn(server::run(
         listener,
         engine.app.clone(),

@@ -1,12 +1,31 @@
+use std::process::ExitCode;
+
 use anyhow::{Context, Result};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use aiwebengine::cli::{Cli, Command};
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Command::Serve(args) = &cli.command;
+    let outcome = match cli.command {
+        Command::Serve(_) => run_server(cli),
+        Command::Storage(command) => aiwebengine::storage::backup::run(command),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: what failed and why (locked or corrupt database, bad flag...).
+            eprintln!("aiwebengine: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_server(cli: Cli) -> Result<()> {
+    let Command::Serve(args) = &cli.command else {
+        return Ok(());
+    };
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.workers())
         .thread_name("http")
@@ -30,6 +49,7 @@ async fn serve(cli: Cli) -> Result<()> {
                 .with_context(|| format!("binding {}", args.listen))?;
             aiwebengine::run(listener, args.settings(), shutdown_signal()).await
         }
+        Command::Storage(_) => Ok(()),
     }
 }
 

@@ -12,7 +12,7 @@ use crate::bindings::{Request, Response, ScriptError};
 use crate::engine::WasmEngine;
 use crate::host_state::Registrations;
 use crate::limits::Limit;
-use crate::streams::Hub;
+use crate::services::Services;
 
 pub use crate::actor::describe;
 
@@ -45,6 +45,12 @@ pub enum CallError {
     Restarting(Duration),
     #[error("the script was unloaded")]
     Gone,
+    /// The turn's storage commit failed (disk full, I/O error): nothing of it was written.
+    #[error("storage failed: {0}")]
+    Storage(String),
+    /// This response's turn was rolled back because another call in it failed.
+    #[error("its storage writes were rolled back because another handler in the same turn failed")]
+    RolledBack,
 }
 
 /// A loaded script version. Dropping the last clone of it ends its actor
@@ -61,7 +67,7 @@ impl LoadedScript {
     /// level. Resolves once the script loaded (or failed to).
     pub async fn start(
         engine: WasmEngine,
-        hub: Arc<Hub>,
+        services: Services,
         name: &str,
         source: String,
         queue_depth: usize,
@@ -69,7 +75,7 @@ impl LoadedScript {
         let name: Arc<str> = Arc::from(name);
         let recipe = Recipe {
             engine,
-            hub,
+            services,
             name: name.clone(),
             source,
         };

@@ -48,6 +48,8 @@ fn start(scripts: &std::path::Path) -> Server {
         ])
         .arg("--scripts")
         .arg(scripts)
+        .arg("--data-dir")
+        .arg(scripts.join(".data"))
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .spawn()

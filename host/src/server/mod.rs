@@ -6,6 +6,7 @@
 //! - `dispatch.rs` a request to a script handler or a stream subscription
 //! - `sse.rs`      the `text/event-stream` response of a subscription
 //! - `browser.rs`  `/_engine` and `/_engine/routes`
+//! - `storage_admin.rs` `/_engine/storage/SCRIPT`: dump and restore on a running server
 //! - `reply.rs`    the one mapping from errors to status codes and bodies
 
 mod browser;
@@ -14,6 +15,7 @@ mod dispatch;
 mod listener;
 mod reply;
 mod sse;
+mod storage_admin;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -44,7 +46,9 @@ pub fn routes(
     app: Arc<App>,
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = Infallible> + Clone + Send + Sync + 'static
 {
-    let browser = browser::routes(with_app(app.clone()));
+    let browser = browser::routes(with_app(app.clone()))
+        .or(storage_admin::routes(with_app(app.clone())))
+        .unify();
     let scripts = warp::method()
         .and(warp::path::full())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
