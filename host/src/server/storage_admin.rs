@@ -26,7 +26,7 @@ pub fn routes(
             |name: String, auth: Option<String>, app: Arc<App>| async move {
                 let name = decode(&name);
                 if let Err(res) = check(&app, auth.as_deref()) {
-                    return res;
+                    return *res;
                 }
                 let storage = app.storage.clone();
                 let dumped = tokio::task::spawn_blocking(move || storage.dump(&name)).await;
@@ -54,7 +54,7 @@ pub fn routes(
             |name: String, auth: Option<String>, body: Bytes, app: Arc<App>| async move {
                 let name = decode(&name);
                 if let Err(res) = check(&app, auth.as_deref()) {
-                    return res;
+                    return *res;
                 }
                 let Ok(text) = std::str::from_utf8(&body) else {
                     return reply::text(StatusCode::BAD_REQUEST, "the body is not UTF-8\n");
@@ -84,17 +84,17 @@ fn decode(name: &str) -> String {
         .unwrap_or_default()
 }
 
-fn check(app: &App, auth: Option<&str>) -> Result<(), Response> {
+fn check(app: &App, auth: Option<&str>) -> Result<(), Box<Response>> {
     match &app.storage.admin {
         Some(admin) if admin.authorised(auth) => Ok(()),
-        Some(_) => Err(reply::text(
+        Some(_) => Err(Box::new(reply::text(
             StatusCode::UNAUTHORIZED,
             "a token from the data dir's server.json is needed\n",
-        )),
-        None => Err(reply::text(
+        ))),
+        None => Err(Box::new(reply::text(
             StatusCode::NOT_FOUND,
             "this server keeps storage in memory (no --data-dir)\n",
-        )),
+        ))),
     }
 }
 

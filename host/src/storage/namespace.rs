@@ -23,6 +23,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::store::{Ack, Change, Commit, Delta, Shared, Store, Usage};
 use super::{StorageError, StorageLimits, MAX_KEY_BYTES};
 
+/// A value, or `None` for a deletion.
+type Value = Option<Arc<[u8]>>;
+
 pub struct Namespace {
     name: Arc<str>,
     store: Arc<dyn Store>,
@@ -37,11 +40,11 @@ struct State {
     epoch: u64,
     last_seq: u64,
     /// Committed, not yet durable: key -> (seq, value or deletion).
-    overlay: BTreeMap<String, (u64, Option<Arc<[u8]>>)>,
+    overlay: BTreeMap<String, (u64, Value)>,
     /// Usage changes of commits not yet durable.
     in_flight: Vec<(u64, Delta)>,
     /// The running turn's writes.
-    writes: BTreeMap<String, Option<Arc<[u8]>>>,
+    writes: BTreeMap<String, Value>,
     turn_delta: Delta,
     /// The guest said the turn failed.
     discard: bool,
@@ -362,7 +365,7 @@ impl Turn<'_> {
 
 /// "100 MB", or the bytes when it is not a whole number of MiB.
 fn quota_text(bytes: u64) -> String {
-    if bytes % (1 << 20) == 0 {
+    if bytes.is_multiple_of(1 << 20) {
         format!("{} MB", bytes >> 20)
     } else {
         format!("{bytes} bytes")
