@@ -10,11 +10,12 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, Context, Result};
 use crossbeam_channel::{Receiver, Sender};
-use redb::{Database, DatabaseError, Durability, ReadableTable, TableDefinition};
+use redb::{Database, DatabaseError, Durability, ReadOnlyTable, ReadableTable, TableDefinition};
 
 use super::store::{Change, Commit, Delta, Store, Usage};
 
@@ -30,7 +31,14 @@ const MAX_GROUP: usize = 4096;
 pub struct RedbStore {
     db: Arc<Database>,
     queue: Sender<Commit>,
+    /// Bumped by the writer after each durable transaction, before it settles.
+    generation: Arc<AtomicU64>,
+    /// A read snapshot of `data`, reused while no transaction committed since
+    /// (opening one per `get` costs more than the lookup itself).
+    reader: Mutex<Option<(u64, Arc<DataTable>)>>,
 }
+
+type DataTable = ReadOnlyTable<(&'static str, &'static str), &'static [u8]>;
 
 /// Why the database could not be opened; `Locked` lets the CLI fall back to
 /// the running server that holds it.
@@ -79,18 +87,39 @@ impl RedbStore {
         let db = Arc::new(db);
         let (queue, commits) = crossbeam_channel::unbounded();
         let writer_db = db.clone();
+        let generation = Arc::new(AtomicU64::new(0));
+        let writer_generation = generation.clone();
         std::thread::Builder::new()
             .name("storage writer".into())
-            .spawn(move || writer(&writer_db, commits))
+            .spawn(move || writer(&writer_db, &writer_generation, commits))
             .context("starting the storage writer thread")?;
-        Ok(RedbStore { db, queue })
+        Ok(RedbStore {
+            db,
+            queue,
+            generation,
+            reader: Mutex::new(None),
+        })
+    }
+
+    /// A snapshot at least as new as every settled commit: a namespace drops
+    /// writes from its overlay only after they settle, so it never misses them.
+    fn data(&self) -> Result<Arc<DataTable>> {
+        let generation = self.generation.load(Ordering::Acquire);
+        let mut reader = self.reader.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((seen, table)) = reader.as_ref() {
+            if *seen == generation {
+                return Ok(table.clone());
+            }
+        }
+        let table = Arc::new(self.db.begin_read()?.open_table(DATA)?);
+        *reader = Some((generation, table.clone()));
+        Ok(table)
     }
 }
 
 impl Store for RedbStore {
     fn get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(DATA)?;
+        let table = self.data()?;
         Ok(table.get((namespace, key))?.map(|v| v.value().to_vec()))
     }
 
@@ -109,8 +138,7 @@ impl Store for RedbStore {
             Some(after) if after > prefix => after,
             _ => prefix,
         };
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(DATA)?;
+        let table = self.data()?;
         for entry in table.range((namespace, start)..)? {
             let (k, v) = entry?;
             let (ns, key) = k.value();
@@ -149,7 +177,7 @@ impl Store for RedbStore {
 }
 
 /// Group commit: everything queued goes into one durable transaction.
-fn writer(db: &Database, commits: Receiver<Commit>) {
+fn writer(db: &Database, generation: &AtomicU64, commits: Receiver<Commit>) {
     while let Ok(first) = commits.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -175,6 +203,7 @@ fn writer(db: &Database, commits: Receiver<Commit>) {
         } else {
             write_group(db, &live)
         };
+        generation.fetch_add(1, Ordering::Release);
         match outcome {
             Ok(usages) => {
                 for (commit, usage) in live.into_iter().zip(usages) {
