@@ -5,10 +5,11 @@
 //!
 //! Sections: startup, throughput (wrk, 64 connections), isolation overhead,
 //! fan-out and memory per subscriber, memory and load time per script,
-//! hot-reload latency, WebSocket fan-out and round trip. `--quick` shortens every run (for a smoke test).
+//! hot-reload latency, WebSocket fan-out and round trip, durable storage. `--quick` shortens every run (for a smoke test).
 
 mod http;
 mod servers;
+mod storage;
 mod websocket;
 
 use std::path::{Path, PathBuf};
@@ -606,6 +607,9 @@ async fn main() -> Result<()> {
     }
     if wants("reload") {
         reload(&mut b).await?;
+    }
+    if wants("storage") {
+        storage::run(&mut b).await?;
     }
     if !quick && only.is_empty() {
         std::fs::write(b.root.join("BENCHMARKS.md"), &b.out)?;

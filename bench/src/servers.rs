@@ -70,6 +70,11 @@ impl Server {
             .arg(scripts)
             .args(["--listen", &addr])
             .env("NO_COLOR", "1")
+            // aiwebengine's storage: one data dir per server, never the repo's ./data.
+            .env(
+                "AIWEBENGINE_DATA",
+                std::env::temp_dir().join(format!("aiwebengine-bench-data-{port}")),
+            )
             .env("RUST_LOG", "warn,aiwebengine::server=info")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

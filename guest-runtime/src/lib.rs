@@ -7,7 +7,7 @@
 //! - `host.rs`    the raw `__aiwe_host` functions that call the WIT imports
 //! - `convert.rs` request record -> JS object, JS result -> response record, errors
 //! - `prelude.js` the user-facing script API built on `__aiwe_host`
-//! - `apis/`      further APIs, one per WIT interface, javy style (`fetch`, `websocket`)
+//! - `apis/`      further APIs, one per WIT interface, javy style (`fetch`, `websocket`, `storage`)
 
 mod apis;
 mod convert;
@@ -87,8 +87,12 @@ impl Guest for Component {
             let run = (|| {
                 let api = runtime::api(&cx)?;
                 let run_timer: Function = api.get("runTimer")?;
-                run_timer.call::<_, ()>(())
+                run_timer.call::<_, bool>(())
             })();
+            // A callback that threw fails its turn: its storage writes are discarded.
+            if run.as_ref().is_ok_and(|threw| *threw) {
+                apis::storage::discard_turn();
+            }
             if let Err(e) = run {
                 let e = convert::script_error(&cx, e);
                 aiwebengine::script::host::log(

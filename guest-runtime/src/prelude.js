@@ -194,9 +194,11 @@
     if (timers.delete(Number(id))) schedule();
   }
 
+  // Returns true when the callback threw, so the host discards the turn's writes.
   function runTimer() {
     const now = performance.now();
     let next;
+    let threw = false;
     for (const t of timers.values()) {
       if (t.due <= now && (!next || t.due < next.due || (t.due === next.due && t.id < next.id))) next = t;
     }
@@ -207,9 +209,11 @@
         next.callback(...next.args);
       } catch (e) {
         host.log("error", `timer callback threw: ${format(e)}`);
+        threw = true;
       }
     }
     schedule();
+    return threw;
   }
 
   // A handler whose Promise is still pending answers when it settles.

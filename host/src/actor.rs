@@ -31,6 +31,7 @@ use crate::limits::{self, Limit};
 use crate::metrics::ScriptMetrics;
 use crate::script::{CallError, LoadError};
 use crate::services::ScriptServices;
+use crate::storage::Turn;
 
 /// Consecutive failures after which restarts are spaced out.
 const BACKOFF_AFTER: u32 = 3;
@@ -70,7 +71,20 @@ impl Recipe {
     /// A fresh instance with the script loaded, under the same limits as a call.
     pub fn instantiate(&self) -> Result<Instance, LoadError> {
         let limits = &self.engine.limits;
-        let state = HostState::new(self.name.clone(), &self.services, limits.memory_bytes);
+        let namespace = self
+            .services
+            .storage
+            .namespace(&self.name)
+            .map_err(|e| LoadError {
+                message: format!("storage failed: {e:#}"),
+                detail: None,
+            })?;
+        let state = HostState::new(
+            self.name.clone(),
+            &self.services,
+            namespace.clone(),
+            limits.memory_bytes,
+        );
         let mut store = Store::new(&self.engine.engine, state);
         store.limiter(|state| &mut state.memory);
         limits::arm(&mut store, limits);
@@ -84,13 +98,31 @@ impl Recipe {
         };
         limits::arm(&mut store, limits);
         let guest = bindings.aiwebengine_script_guest();
-        match guest.call_load(&mut store, &self.name, &self.source, config) {
+        let turn = namespace.begin();
+        let loaded = match guest.call_load(&mut store, &self.name, &self.source, config) {
             Ok(Ok(())) => Ok(Instance { store, bindings }),
             Ok(Err(e)) => Err(LoadError {
                 message: describe(&self.name, &e),
                 detail: e.stack,
             }),
             Err(e) => Err(trap_load_error(&store, "running its top level", e)),
+        };
+        if loaded.is_err() {
+            turn.discard();
+            return loaded;
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        turn.commit(Box::new(move |outcome| drop(tx.send(outcome))));
+        match rx.recv() {
+            Ok(Ok(())) => loaded,
+            Ok(Err(e)) => Err(LoadError {
+                message: format!("the top level's storage writes failed: {e}"),
+                detail: None,
+            }),
+            Err(_) => Err(LoadError {
+                message: "the storage writer stopped".into(),
+                detail: None,
+            }),
         }
     }
 }
@@ -243,28 +275,14 @@ impl Actor {
         let _turn = tracing::info_span!("request", request_id = %request.id).entered();
         let route = format!("{} {}", request.method, request.path);
         self.owner = Some(id);
-        let outcome = self
-            .guarded(&route, |actor| {
-                actor.call(&route, |guest, store| {
-                    guest.call_handle(store, id, &request)
-                })
+        // A panic in the host while running it drops `reply`: the client gets a 5xx.
+        self.guarded(&route, |actor| {
+            actor.call(&route, Some((id, reply)), |script, store| {
+                script
+                    .aiwebengine_script_guest()
+                    .call_handle(store, id, &request)
             })
-            .unwrap_or_else(|| Err(CallError::Trap("the host failed while running it".into())));
-        match outcome {
-            Ok(Handled::Done(response)) => {
-                let _ = reply.send(Ok(response));
-            }
-            Ok(Handled::Failed(error)) => {
-                let _ = reply.send(Err(CallError::Exception(error)));
-            }
-            Ok(Handled::Pending) => {
-                let deadline = self.wait_deadline(id);
-                self.deferred.insert(id, Deferred { reply, deadline });
-            }
-            Err(e) => {
-                let _ = reply.send(Err(e));
-            }
-        }
+        });
     }
 
     /// How long request `id`'s Promise may still take: the per-call time limit
@@ -293,12 +311,11 @@ impl Actor {
             return;
         };
         self.owner = owner;
-        let _ = self.call_export("fetch completion", |script, store| {
-            script.aiwebengine_script_fetch_events().call_done(
-                store,
-                done.id,
-                done.outcome.as_ref().map_err(String::as_str),
-            )
+        self.call("fetch completion", None, |script, store| {
+            script
+                .aiwebengine_script_fetch_events()
+                .call_done(store, done.id, done.outcome.as_ref().map_err(String::as_str))
+                .map(|()| Handled::Pending)
         });
         if let Some(id) = owner {
             let deadline = self.wait_deadline(id);
@@ -311,10 +328,11 @@ impl Actor {
     /// One WebSocket event as a turn; the guest logs a handler that throws.
     fn websocket(&mut self, client: WsClient, event: WsEvent) {
         let what = format!("websocket {}", client.path);
-        let _ = self.call_export(&what, |script, store| {
+        self.call(&what, None, |script, store| {
             script
                 .aiwebengine_script_websocket_events()
                 .call_on_event(store, &client, &event)
+                .map(|()| Handled::Pending)
         });
     }
 
@@ -335,7 +353,12 @@ impl Actor {
             if let Some(instance) = self.instance.as_mut() {
                 instance.store.data_mut().wakeup = None; // the guest sets the next one
             }
-            let _ = self.call("timer callback", |guest, store| guest.call_run_timer(store));
+            self.call("timer callback", None, |script, store| {
+                script
+                    .aiwebengine_script_guest()
+                    .call_run_timer(store)
+                    .map(|()| Handled::Pending)
+            });
         } else {
             let _ = self.instance();
         }
@@ -395,47 +418,61 @@ impl Actor {
         }
     }
 
-    /// Runs one guest call under the limits, then delivers the answers of any
-    /// deferred requests it settled. A trap — a tripped limit or a crash —
-    /// throws the instance away (it may be corrupt mid-call), and with it the
-    /// requests still waiting on it.
-    fn call<R>(
+    /// Runs one guest call — a turn — under the limits: the handler for
+    /// `request` (its id and reply), a timer callback, a fetch completion or a
+    /// WebSocket event. The turn's answers (the request's, and those of deferred
+    /// requests it settled) are sent once its storage writes are durable; when
+    /// anything in it failed, its writes are discarded instead. A trap — a
+    /// tripped limit or a crash — also throws the instance away (it may be
+    /// corrupt mid-call), and with it the requests still waiting on it.
+    fn call(
         &mut self,
-        // The route ("GET /chat") or "timer callback", for the log.
+        // The route ("GET /chat"), "timer callback"..., for the log.
         what: &str,
-        f: impl FnOnce(&Guest, &mut Store<HostState>) -> wasmtime::Result<R>,
-    ) -> Result<R, CallError> {
-        self.call_export(what, |script, store| {
-            f(script.aiwebengine_script_guest(), store)
-        })
-    }
-
-    /// `call` for any export of the world, not only the `guest` interface.
-    fn call_export<R>(
-        &mut self,
-        what: &str,
-        f: impl FnOnce(&Script, &mut Store<HostState>) -> wasmtime::Result<R>,
-    ) -> Result<R, CallError> {
+        request: Option<(u64, Reply)>,
+        f: impl FnOnce(&Script, &mut Store<HostState>) -> wasmtime::Result<Handled>,
+    ) {
         let limits = self.recipe.engine.limits;
         let owner = self.owner.take();
-        self.instance()?;
+        if let Err(e) = self.instance() {
+            if let Some((_, reply)) = request {
+                let _ = reply.send(Err(e));
+            }
+            return;
+        }
         let instance = self.instance.as_mut().expect("instance exists");
         instance.store.data_mut().fetch.owner = owner;
+        let namespace = instance.store.data().storage.clone();
+        let turn = namespace.begin();
         limits::arm(&mut instance.store, &limits);
         let result = f(&instance.bindings, &mut instance.store);
         let fuel_used = limits::fuel_used(&instance.store, &limits);
         self.recipe.metrics.fuel(fuel_used);
+        let mut answers = Vec::new();
+        let mut trapped = false;
         let completions = std::mem::take(&mut instance.store.data_mut().completions);
         for (id, outcome) in completions {
             if let Some(d) = self.deferred.remove(&id) {
-                let _ = d.reply.send(outcome.map_err(CallError::Exception));
+                answers.push((d.reply, outcome.map_err(CallError::Exception)));
             }
         }
         match result {
-            Ok(value) => {
+            Ok(handled) => {
                 self.failures = 0;
                 self.retry_at = None;
-                Ok(value)
+                match (handled, request) {
+                    (Handled::Done(response), Some((_, reply))) => {
+                        answers.push((reply, Ok(response)))
+                    }
+                    (Handled::Failed(error), Some((_, reply))) => {
+                        answers.push((reply, Err(CallError::Exception(error))))
+                    }
+                    (Handled::Pending, Some((id, reply))) => {
+                        let deadline = self.wait_deadline(id);
+                        self.deferred.insert(id, Deferred { reply, deadline });
+                    }
+                    (_, None) => {}
+                }
             }
             Err(trap) => {
                 log_guest_output(&instance.store);
@@ -465,16 +502,49 @@ impl Actor {
                     }
                 };
                 self.instance = None;
+                if let Some((_, reply)) = request {
+                    answers.push((reply, Err(error)));
+                }
                 for (_, d) in self.deferred.drain() {
-                    let _ = d
-                        .reply
-                        .send(Err(CallError::Trap("the script was restarted".into())));
+                    answers.push((
+                        d.reply,
+                        Err(CallError::Trap("the script was restarted".into())),
+                    ));
                 }
                 self.failed();
-                Err(error)
+                trapped = true;
             }
         }
+        end_turn(turn, trapped, answers);
     }
+}
+
+/// Commits or discards a turn and sends its answers. Any failure in the turn
+/// (a thrown handler, a rejected Promise, a timer callback that threw, a trap)
+/// discards all of its writes; otherwise the answers wait for the commit to be
+/// durable, and a commit that fails turns them into storage errors.
+fn end_turn(turn: Turn<'_>, trapped: bool, answers: Vec<(Reply, Result<Response, CallError>)>) {
+    let failed = trapped || turn.discarded_by_guest() || answers.iter().any(|(_, a)| a.is_err());
+    if failed {
+        let rolled_back = turn.discard();
+        for (reply, answer) in answers {
+            let answer = match answer {
+                Ok(_) if rolled_back => Err(CallError::RolledBack),
+                other => other,
+            };
+            let _ = reply.send(answer);
+        }
+        return;
+    }
+    turn.commit(Box::new(move |outcome| {
+        for (reply, answer) in answers {
+            let answer = match &outcome {
+                Ok(()) => answer,
+                Err(e) => Err(CallError::Storage(e.clone())),
+            };
+            let _ = reply.send(answer);
+        }
+    }));
 }
 
 /// What woke the actor.

@@ -23,6 +23,7 @@ use crate::script_files::{self, Found, Stamp};
 use crate::server::admin::AdminToken;
 use crate::services::Services;
 use crate::script_names;
+use crate::storage::{Storage, StorageLimits};
 use crate::streams::{Hub, HubLimits};
 
 /// The knobs `serve` takes from the command line.
@@ -65,6 +66,10 @@ pub struct Settings {
     pub ws_max_message_bytes: usize,
     /// WebSocket messages a client may send per second (close 1008 beyond).
     pub ws_messages_per_sec: u32,
+    /// Where scripts' storage lives; `None` keeps it in memory (tests, benchmarks).
+    pub data_dir: Option<PathBuf>,
+    /// Value size and per-script quota of storage.
+    pub storage: StorageLimits,
 }
 
 impl Settings {
@@ -88,6 +93,8 @@ impl Settings {
             fetch: FetchSettings::default(),
             ws_max_message_bytes: 64 << 10,
             ws_messages_per_sec: 100,
+            data_dir: None,
+            storage: StorageLimits::default(),
         }
     }
 }
@@ -114,6 +121,7 @@ pub struct App {
     pub wasm: WasmEngine,
     pub hub: Arc<Hub>,
     pub services: Services,
+    pub storage: Arc<Storage>,
     pub table: ArcSwap<RouteTable>,
     pub metrics: Arc<Metrics>,
     pub health: Health,
@@ -144,12 +152,18 @@ struct Candidate {
 
 impl App {
     pub fn new(settings: Settings) -> Result<Arc<App>> {
+        // Storage first: a locked or corrupt database fails fast.
+        let storage = Arc::new(Storage::open(
+            settings.data_dir.as_deref(),
+            settings.storage,
+        )?);
         let wasm = WasmEngine::new(settings.cache_dir.as_deref(), settings.limits)?;
         let metrics = Arc::new(Metrics::new());
         let hub = Arc::new(Hub::with_metrics(settings.hub, metrics.clone()));
         let services = Services {
             hub: hub.clone(),
             fetch: Arc::new(Fetcher::new(&settings.fetch)?),
+            storage: storage.clone(),
         };
         Ok(Arc::new(App {
             settings,
@@ -158,6 +172,7 @@ impl App {
             metrics,
             health: Health::default(),
             services,
+            storage,
             table: ArcSwap::from_pointee(RouteTable::default()),
             slots: Mutex::new(BTreeMap::new()),
             reconciling: tokio::sync::Mutex::new(()),
@@ -353,6 +368,15 @@ impl App {
             &self.metrics,
         )
         .await
+    }
+
+    /// Tells `aiwebengine storage` how to reach this server (see `storage/backup.rs`).
+    pub fn advertise(&self, addr: std::net::SocketAddr) {
+        if let Some(admin) = &self.storage.admin {
+            if let Err(e) = admin.advertise(addr) {
+                tracing::warn!("`aiwebengine storage` will not reach this server: {e:#}");
+            }
+        }
     }
 
     /// Installs a new route table and closes the streams no script registers any more.

@@ -11,6 +11,7 @@ use crate::fetch::{FetchSettings, Rule};
 use crate::limits::Limits;
 use crate::logging::LogFormat;
 use crate::server::admin::AdminToken;
+use crate::storage::StorageLimits;
 use crate::streams::HubLimits;
 
 #[derive(Parser, Debug)]
@@ -34,6 +35,54 @@ pub enum Command {
     Check(CheckArgs),
     /// Print the route table `serve` would build from a scripts folder.
     Routes(RoutesArgs),
+    /// Back up or restore a script's storage (JSON lines of {"key", "value"}).
+    /// Works on a stopped server's data dir, and through a running server
+    /// that holds it (found through <data-dir>/server.json).
+    #[command(subcommand)]
+    Storage(StorageCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StorageCommand {
+    /// Print every key of SCRIPT's storage as JSON lines, in key order.
+    Dump {
+        /// The script (`chat` or `chat.js`).
+        script: String,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Replace all of SCRIPT's storage with FILE's JSON lines, atomically.
+    Restore {
+        /// The script (`chat` or `chat.js`).
+        script: String,
+        /// JSON lines of {"key": ..., "value": ...}; `-` reads standard input.
+        file: PathBuf,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+}
+
+/// Where scripts' storage lives, and its limits.
+#[derive(Args, Debug, Clone)]
+pub struct StorageArgs {
+    /// Folder of the storage database (created if missing).
+    #[arg(long, default_value = "./data", env = "AIWEBENGINE_DATA")]
+    pub data_dir: PathBuf,
+    /// Largest storage value, in bytes of JSON; larger ones throw RangeError.
+    #[arg(long, default_value_t = StorageLimits::default().max_value_bytes)]
+    pub storage_max_value_bytes: usize,
+    /// Storage each script may use (keys plus values), in MiB.
+    #[arg(long, default_value_t = StorageLimits::default().quota_bytes >> 20)]
+    pub storage_quota_mb: u64,
+}
+
+impl StorageArgs {
+    pub fn limits(&self) -> StorageLimits {
+        StorageLimits {
+            max_value_bytes: self.storage_max_value_bytes,
+            quota_bytes: self.storage_quota_mb << 20,
+        }
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -158,6 +207,8 @@ pub struct ServeArgs {
     /// connection with code 1008.
     #[arg(long, default_value_t = 100)]
     pub ws_messages_per_sec: u32,
+    #[command(flatten)]
+    pub storage: StorageArgs,
 }
 
 impl ServeArgs {
@@ -204,6 +255,8 @@ impl ServeArgs {
             max_bytes: self.fetch_max_bytes,
             concurrency: self.fetch_concurrency.max(1),
         };
+        s.data_dir = Some(self.storage.data_dir.clone());
+        s.storage = self.storage.limits();
         if self.no_cache {
             s.cache_dir = None;
         } else if let Some(dir) = &self.cache_dir {

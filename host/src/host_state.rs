@@ -14,6 +14,7 @@ use crate::fetch::Inflight;
 use crate::limits::MemoryCap;
 use crate::route_path::RoutePath;
 use crate::services::ScriptServices;
+use crate::storage::Namespace;
 use crate::streams::Hub;
 
 /// Bytes of guest stdout/stderr kept per instance. Scripts log through
@@ -44,6 +45,8 @@ pub struct HostState {
     /// The script's file name, tagging its log lines.
     pub script: Arc<str>,
     pub hub: Arc<Hub>,
+    /// The script's storage namespace (the WIT `storage` host is in `storage/host_api.rs`).
+    pub storage: Arc<Namespace>,
     pub registrations: Registrations,
     pub memory: MemoryCap,
     /// When the guest's earliest timer is due, as it last said.
@@ -57,7 +60,12 @@ pub struct HostState {
 }
 
 impl HostState {
-    pub fn new(script: Arc<str>, services: &ScriptServices, memory_bytes: usize) -> Self {
+    pub fn new(
+        script: Arc<str>,
+        services: &ScriptServices,
+        storage: Arc<Namespace>,
+        memory_bytes: usize,
+    ) -> Self {
         let output = MemoryOutputPipe::new(GUEST_OUTPUT_CAPACITY);
         let wasi = WasiCtx::builder()
             .stdout(output.clone())
@@ -69,6 +77,7 @@ impl HostState {
             output,
             script,
             hub: services.hub.clone(),
+            storage,
             registrations: Registrations::default(),
             memory: MemoryCap {
                 bytes: memory_bytes,

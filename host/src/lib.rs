@@ -9,6 +9,8 @@
 //! - `bindings`   the one `bindgen!` of `wit/aiwebengine.wit`
 //! - `host_state` a script's `Store` data and the WIT `host` functions it calls
 //! - `console`    a script's console lines: escaped, length-capped, rate-limited
+//! - `services`   what a script's sandbox can reach (stream hub, storage), as one value
+//! - `storage`    durable per-script storage: turns, overlay, redb backend, dump/restore
 //! - `limits`     fuel, deadline and memory cap per call; naming what tripped
 //! - `metrics`    Prometheus metrics: names, labels, one-line helpers, exposition
 //! - `health`     loading / ready / shutting down, and the shutdown drain
@@ -57,6 +59,7 @@ pub mod script_files;
 pub mod script_names;
 pub mod server;
 pub mod services;
+pub mod storage;
 pub mod streams;
 pub mod typescript;
 pub mod watcher;
@@ -103,6 +106,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let app = App::new(settings)?;
+    app.advertise(listener.local_addr()?);
     let server = tokio::spawn(server::run(listener, app.clone(), shutdown));
     let _engine = load_app(app).await?;
     server.await.context("the server task failed")?
@@ -112,6 +116,7 @@ pub async fn run(
 /// The server task lives as long as the tokio runtime; the watch as long as the `Engine`.
 pub async fn start(listener: TcpListener, settings: Settings) -> Result<Engine> {
     let engine = load(settings).await?;
+    engine.app.advertise(listener.local_addr()?);
     tokio::spawn(server::run(
         listener,
         engine.app.clone(),

@@ -1,13 +1,33 @@
+use std::process::ExitCode;
+
 use anyhow::{Context, Result};
 use clap::Parser;
 
 use aiwebengine::cli::{Cli, Command};
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    let args = match &cli.command {
-        Command::Serve(args) => args,
-        tool => std::process::exit(aiwebengine::check::main(tool)?),
+    let outcome = match cli.command {
+        Command::Serve(_) => run_server(cli),
+        Command::Storage(command) => aiwebengine::storage::backup::run(command),
+        tool => match aiwebengine::check::main(&tool) {
+            Ok(code) => std::process::exit(code),
+            Err(e) => Err(e),
+        },
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: what failed and why (locked or corrupt database, bad flag...).
+            eprintln!("aiwebengine: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_server(cli: Cli) -> Result<()> {
+    let Command::Serve(args) = &cli.command else {
+        return Ok(());
     };
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.workers())
@@ -27,7 +47,7 @@ async fn serve(cli: Cli) -> Result<()> {
                 .with_context(|| format!("binding {}", args.listen))?;
             aiwebengine::run(listener, args.settings(), shutdown_signal()).await
         }
-        Command::Check(_) | Command::Routes(_) => unreachable!("run by main"),
+        Command::Check(_) | Command::Routes(_) | Command::Storage(_) => Ok(()),
     }
 }
 

@@ -46,6 +46,12 @@ pub enum CallError {
     Restarting(Duration),
     #[error("the script was unloaded")]
     Gone,
+    /// The turn's storage commit failed (disk full, I/O error): nothing of it was written.
+    #[error("storage failed: {0}")]
+    Storage(String),
+    /// This response's turn was rolled back because another call in it failed.
+    #[error("its storage writes were rolled back because another handler in the same turn failed")]
+    RolledBack,
 }
 
 /// A loaded script version. Dropping the last clone of it ends its actor

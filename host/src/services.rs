@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use crate::fetch::{Fetcher, ScriptFetch};
+use crate::storage::Storage;
 use crate::streams::Hub;
 
 /// The engine-wide services.
@@ -15,6 +16,8 @@ use crate::streams::Hub;
 pub struct Services {
     pub hub: Arc<Hub>,
     pub fetch: Arc<Fetcher>,
+    /// Durable per-script storage.
+    pub storage: Arc<Storage>,
 }
 
 impl Services {
@@ -23,6 +26,7 @@ impl Services {
         ScriptServices {
             hub: self.hub.clone(),
             fetch: self.fetch.for_script(),
+            storage: self.storage.clone(),
         }
     }
 }
@@ -32,4 +36,5 @@ impl Services {
 pub struct ScriptServices {
     pub hub: Arc<Hub>,
     pub fetch: ScriptFetch,
+    pub storage: Arc<Storage>,
 }

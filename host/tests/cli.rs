@@ -88,6 +88,8 @@ impl Server {
             .env_remove("AIWEBENGINE_LISTEN")
             // Never the real ~/.cache, whatever a test leaves out.
             .env("XDG_CACHE_HOME", test_cache().join("xdg"))
+            // A storage folder of its own: two servers may not share one.
+            .env("AIWEBENGINE_DATA", fresh_data_dir())
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
         for (key, value) in env {
@@ -451,4 +453,13 @@ fn the_guest_cache_follows_cache_dir_no_cache_and_xdg_cache_home() {
     );
     assert!(server.request("GET", "/page").ends_with("\r\n\r\np"));
     assert_eq!(cached_guests(&xdg.path().join("aiwebengine")).len(), 1);
+}
+
+/// A new, empty storage folder under `target/` for one server.
+fn fresh_data_dir() -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = test_cache().join(format!("data-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
 }

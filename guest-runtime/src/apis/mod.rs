@@ -5,12 +5,14 @@
 
 pub mod fetch;
 pub mod websocket;
+pub mod storage;
 
 use javy::quickjs::{Ctx, Result};
 
 /// Installs every API; runs once per instance, after the prelude.
 pub fn register(cx: &Ctx<'_>) -> Result<()> {
     fetch::register(cx)?;
+    storage::register(cx)?;
     websocket::register(cx)?;
     cx.eval::<(), _>(include_str!("websocket.js"))
 }

@@ -97,9 +97,14 @@ pub fn snapshot(app: &App) -> Value {
                 None => (vec![], vec![]),
             };
             let status = status(&view, &conflicts);
+            let storage = match app.storage.usage(&view.name) {
+                Ok(usage) => json!({ "keys": usage.keys, "bytes": usage.bytes }),
+                Err(e) => json!({ "error": format!("{e:#}") }),
+            };
             json!({
                 "name": view.name,
                 "status": status,
+                "storage": storage,
                 "serving": view.live.is_some(),
                 "version": view.version,
                 "loadedAt": view.live.as_ref().map(|l| time(l.loaded_at)),
@@ -161,6 +166,12 @@ fn html_page(snapshot: &Value) -> Response {
                     ""
                 },
                 esc(msg)
+            ));
+        }
+        if let Some(keys) = s["storage"]["keys"].as_u64() {
+            body.push_str(&format!(
+                "<p>storage: {keys} keys, {} bytes</p>",
+                s["storage"]["bytes"]
             ));
         }
         body.push_str("<table><tr><th>method</th><th>path</th><th></th></tr>");

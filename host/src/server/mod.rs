@@ -17,6 +17,7 @@
 //! - `request_id.rs` keeping or making `X-Request-Id`
 //! - `admin.rs`    the `/_engine` access policy (admin token, loopback)
 //! - `dts.rs`      `/_engine/aiwebengine.d.ts`, the script API's types
+//! - `storage_admin.rs` `/_engine/storage/SCRIPT`: dump and restore on a running server
 //! - `reply.rs`    the one mapping from errors to status codes and bodies
 
 pub mod admin;
@@ -35,6 +36,7 @@ pub mod request_id;
 mod sse;
 mod subscribe;
 mod websocket;
+mod storage_admin;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -79,6 +81,8 @@ pub fn routes(
         .or(operating::routes(with_app(app.clone())))
         .unify()
         .or(dts::route())
+        .unify()
+        .or(storage_admin::routes(with_app(app.clone())))
         .unify();
     let scripts = warp::method()
         .and(warp::path::full())

@@ -68,6 +68,19 @@ pub fn call_error(script: &str, route: &str, error: CallError) -> Response {
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             res
         }
+        CallError::Storage(why) => {
+            tracing::error!(script, route, "answering 503: storage failed: {why}");
+            text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "script {script}: storage failed, nothing of this request was saved: {why}\n"
+                ),
+            )
+        }
+        CallError::RolledBack => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("script {script}: {}\n", CallError::RolledBack),
+        ),
         CallError::Gone => text(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("script {script} was unloaded while handling the request\n"),

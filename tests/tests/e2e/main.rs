@@ -15,6 +15,7 @@ mod loading;
 mod operating;
 mod script_api;
 mod seed_examples;
+mod storage;
 mod stream_delivery;
 mod streams;
 mod timers;

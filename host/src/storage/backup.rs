@@ -1,0 +1,323 @@
+//! `aiwebengine storage dump|restore`: a namespace as JSON lines of
+//! `{"key": ..., "value": ...}`.
+//!
+//! On a stopped server the command opens the data dir's database itself. A
+//! running server holds the database's lock; it advertises itself in
+//! `<data-dir>/server.json` (its URL and a random token, readable only by the
+//! data dir's owner), and the command goes through its
+//! `/_engine/storage/SCRIPT` endpoint with that token instead.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use super::namespace::check_key;
+use super::redb_store::{OpenError, RedbStore};
+use super::{namespace_of, Storage, StorageError, StorageLimits};
+
+/// The file a running server advertises itself in.
+pub const SERVER_FILE: &str = "server.json";
+
+/// How a running server lets `aiwebengine storage` in.
+pub struct Admin {
+    pub dir: PathBuf,
+    pub token: String,
+}
+
+impl Admin {
+    pub fn new(dir: &Path) -> Admin {
+        Admin {
+            dir: dir.to_path_buf(),
+            token: random_token(),
+        }
+    }
+
+    /// Writes `server.json` for the server listening on `addr`.
+    pub fn advertise(&self, addr: SocketAddr) -> Result<()> {
+        let mut addr = addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        let body = serde_json::json!({
+            "url": format!("http://{addr}"),
+            "token": self.token,
+            "pid": std::process::id(),
+        });
+        let path = self.dir.join(SERVER_FILE);
+        let tmp = self.dir.join(format!(".{SERVER_FILE}.tmp"));
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options
+            .open(&tmp)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        file.write_all(body.to_string().as_bytes())?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+        Ok(())
+    }
+
+    /// True when `header` is `Bearer <this server's token>`.
+    pub fn authorised(&self, header: Option<&str>) -> bool {
+        let Some(given) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
+            return false;
+        };
+        // Compare in constant time with respect to the token's content.
+        given.len() == self.token.len()
+            && given
+                .bytes()
+                .zip(self.token.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    }
+}
+
+fn random_token() -> String {
+    let mut bytes = [0u8; 24];
+    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+    if read.is_err() {
+        // No /dev/urandom: fall back to hashing time and process id.
+        use std::hash::{BuildHasher, Hasher};
+        for chunk in bytes.chunks_mut(8) {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u128(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos()),
+            );
+            h.write_u32(std::process::id());
+            for (b, v) in chunk.iter_mut().zip(h.finish().to_le_bytes()) {
+                *b = v;
+            }
+        }
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A namespace's pairs as JSON lines (values are stored as JSON text).
+pub fn to_lines(pairs: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (key, value) in pairs {
+        out.extend_from_slice(b"{\"key\":");
+        out.extend_from_slice(serde_json::to_string(key).unwrap_or_default().as_bytes());
+        out.extend_from_slice(b",\"value\":");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"}\n");
+    }
+    out
+}
+
+/// Parses and checks JSON lines of `{key, value}` against `limits`; a later
+/// line for the same key wins.
+pub fn from_lines(text: &str, limits: StorageLimits) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut pairs: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let at = || format!("line {}", n + 1);
+        let parsed: serde_json::Value =
+            serde_json::from_str(line).with_context(|| format!("{}: not JSON", at()))?;
+        let Some(key) = parsed.get("key").and_then(|k| k.as_str()) else {
+            bail!("{}: expected {{\"key\": string, \"value\": ...}}", at());
+        };
+        let Some(value) = parsed.get("value") else {
+            bail!("{}: no \"value\"", at());
+        };
+        check_key(key).map_err(|e| {
+            let (StorageError::Type(m) | StorageError::Range(m) | StorageError::Failed(m)) = e;
+            anyhow!("{}: {m}", at())
+        })?;
+        let json = value.to_string().into_bytes();
+        if json.len() > limits.max_value_bytes {
+            bail!(
+                "{}: the value is {} bytes; the most is {}",
+                at(),
+                json.len(),
+                limits.max_value_bytes
+            );
+        }
+        pairs.insert(key.to_string(), json);
+    }
+    let bytes: u64 = pairs.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
+    if bytes > limits.quota_bytes {
+        bail!(
+            "the data is {bytes} bytes, over the storage quota of {} MB",
+            limits.quota_bytes >> 20
+        );
+    }
+    Ok(pairs.into_iter().collect())
+}
+
+/// Where `storage dump|restore` finds the namespace.
+enum Target {
+    Offline(Storage),
+    Server { url: String, token: String },
+}
+
+fn target(data_dir: &Path, limits: StorageLimits) -> Result<Target> {
+    match RedbStore::open(data_dir) {
+        Ok(store) => Ok(Target::Offline(Storage::from_store(
+            std::sync::Arc::new(store),
+            limits,
+        ))),
+        Err(OpenError::Locked(path)) => {
+            let file = data_dir.join(SERVER_FILE);
+            let text = std::fs::read_to_string(&file).with_context(|| {
+                format!(
+                    "{} is locked by a running server, but {} cannot be read",
+                    path.display(),
+                    file.display()
+                )
+            })?;
+            let info: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not JSON", file.display()))?;
+            let field = |name: &str| {
+                info.get(name)
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string)
+                    .ok_or_else(|| anyhow!("{} has no {name:?}", file.display()))
+            };
+            Ok(Target::Server {
+                url: field("url")?,
+                token: field("token")?,
+            })
+        }
+        Err(OpenError::Other(e)) => Err(e),
+    }
+}
+
+/// `aiwebengine storage dump SCRIPT`: JSON lines to `out`.
+pub fn dump(
+    data_dir: &Path,
+    script: &str,
+    limits: StorageLimits,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let name = namespace_of(script);
+    let lines = match target(data_dir, limits)? {
+        Target::Offline(storage) => to_lines(&storage.dump(name)?),
+        Target::Server { url, token } => http(
+            &url,
+            &token,
+            "GET",
+            &format!("/_engine/storage/{}", encode(name)),
+            &[],
+        )?,
+    };
+    out.write_all(&lines)?;
+    out.flush()?;
+    Ok(())
+}
+
+/// `aiwebengine storage restore SCRIPT FILE`: replaces the namespace atomically.
+/// Returns how many keys it now holds.
+pub fn restore(data_dir: &Path, script: &str, text: &str, limits: StorageLimits) -> Result<usize> {
+    let name = namespace_of(script);
+    let pairs = from_lines(text, limits)?;
+    let count = pairs.len();
+    match target(data_dir, limits)? {
+        Target::Offline(storage) => storage.restore(name, pairs)?,
+        Target::Server { url, token } => {
+            http(
+                &url,
+                &token,
+                "PUT",
+                &format!("/_engine/storage/{}", encode(name)),
+                &to_lines(&pairs),
+            )?;
+        }
+    }
+    Ok(count)
+}
+
+fn encode(name: &str) -> String {
+    url::form_urlencoded::byte_serialize(name.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+/// One HTTP/1.1 request to the running server; the body of a 2xx answer.
+fn http(url: &str, token: &str, method: &str, path: &str, body: &[u8]) -> Result<Vec<u8>> {
+    let authority = url
+        .strip_prefix("http://")
+        .ok_or_else(|| anyhow!("the server's URL {url:?} is not http://"))?;
+    let addr: SocketAddr = authority
+        .parse()
+        .with_context(|| format!("the server's address {authority:?}"))?;
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .with_context(|| format!("connecting to the running server at {url}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/x-ndjson\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
+    let mut answer = Vec::new();
+    stream
+        .read_to_end(&mut answer)
+        .with_context(|| format!("reading the answer from {url}"))?;
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| anyhow!("the server at {url} sent no HTTP answer"))?;
+    let (head, rest) = answer.split_at(split);
+    let body = rest.get(4..).unwrap_or_default().to_vec();
+    let head = String::from_utf8_lossy(head);
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| anyhow!("the server at {url} sent a malformed answer"))?;
+    if !(200..300).contains(&status) {
+        bail!(
+            "the running server at {url} answered {status}: {}",
+            String::from_utf8_lossy(&body).trim()
+        );
+    }
+    Ok(body)
+}
+
+/// Runs `aiwebengine storage ...`.
+pub fn run(command: crate::cli::StorageCommand) -> Result<()> {
+    use crate::cli::StorageCommand;
+    match command {
+        StorageCommand::Dump { script, storage } => {
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            dump(&storage.data_dir, &script, storage.limits(), &mut out)
+        }
+        StorageCommand::Restore {
+            script,
+            file,
+            storage,
+        } => {
+            let text = if file.as_os_str() == "-" {
+                let mut text = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut text)
+                    .context("reading standard input")?;
+                text
+            } else {
+                std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading {}", file.display()))?
+            };
+            let count = restore(&storage.data_dir, &script, &text, storage.limits())?;
+            eprintln!(
+                "restored {count} keys into {}'s storage",
+                namespace_of(&script)
+            );
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! Durable per-script storage: the `storage` and `sharedStorage` script APIs.
+//!
+//! - `store.rs`      the backend seam (`Store`), commits and their acknowledgements
+//! - `redb_store.rs` the embedded backend: one redb file, a group-committing writer
+//! - `namespace.rs`  a script's namespace: turns, the not-yet-durable overlay
+//! - `host_api.rs`   the WIT `storage` interface, dispatching to the namespace
+//! - `backup.rs`     dump/restore as JSON lines, offline or through a running server
+//!
+//! A script's namespace is its file name without the extension, so data
+//! survives edits, reloads, restarts and re-adding the file.
+
+pub mod backup;
+mod host_api;
+pub mod namespace;
+pub mod redb_store;
+pub mod store;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Result;
+
+pub use namespace::{Namespace, Turn};
+pub use store::{Store, Usage};
+
+/// Longest key, in UTF-8 bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
+
+#[derive(Clone, Copy, Debug)]
+pub struct StorageLimits {
+    /// Largest serialised value.
+    pub max_value_bytes: usize,
+    /// Most bytes (keys plus values) one script may keep.
+    pub quota_bytes: u64,
+}
+
+impl Default for StorageLimits {
+    fn default() -> Self {
+        StorageLimits {
+            max_value_bytes: 1 << 20,
+            quota_bytes: 100 << 20,
+        }
+    }
+}
+
+/// A refusal the script sees as an exception of the matching class.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageError {
+    Type(String),
+    Range(String),
+    Failed(String),
+}
+
+/// The storage service: the backend and every script's namespace.
+pub struct Storage {
+    store: Arc<dyn Store>,
+    limits: StorageLimits,
+    namespaces: Mutex<HashMap<String, Arc<Namespace>>>,
+    /// Where the database lives (none: in memory) and the token that lets
+    /// `aiwebengine storage` reach a running server.
+    pub admin: Option<backup::Admin>,
+}
+
+impl Storage {
+    /// Opens the database in `data_dir`, or one in memory when `None`.
+    pub fn open(data_dir: Option<&Path>, limits: StorageLimits) -> Result<Storage> {
+        match data_dir {
+            Some(dir) => {
+                let store = redb_store::RedbStore::open(dir)?;
+                let mut storage = Storage::from_store(Arc::new(store), limits);
+                storage.admin = Some(backup::Admin::new(dir));
+                Ok(storage)
+            }
+            None => Ok(Storage::from_store(
+                Arc::new(redb_store::RedbStore::in_memory()?),
+                limits,
+            )),
+        }
+    }
+
+    /// Storage over any backend.
+    pub fn from_store(store: Arc<dyn Store>, limits: StorageLimits) -> Storage {
+        Storage {
+            store,
+            limits,
+            namespaces: Mutex::new(HashMap::new()),
+            admin: None,
+        }
+    }
+
+    pub fn limits(&self) -> StorageLimits {
+        self.limits
+    }
+
+    /// The namespace of the script file `file_name`, shared by all its versions.
+    pub fn namespace(&self, file_name: &str) -> Result<Arc<Namespace>> {
+        let name = namespace_of(file_name);
+        let mut namespaces = self.namespaces.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(ns) = namespaces.get(name) {
+            return Ok(ns.clone());
+        }
+        let usage = self.store.usage(name)?;
+        let ns = Arc::new(Namespace::new(
+            Arc::from(name),
+            self.store.clone(),
+            self.limits,
+            usage,
+        ));
+        namespaces.insert(name.to_string(), ns.clone());
+        Ok(ns)
+    }
+
+    /// Durable usage of the script file `file_name`'s namespace.
+    pub fn usage(&self, file_name: &str) -> Result<Usage> {
+        let name = namespace_of(file_name);
+        let known = self
+            .namespaces
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .map(|ns| ns.usage());
+        match known {
+            Some(usage) => Ok(usage),
+            None => self.store.usage(name),
+        }
+    }
+
+    /// Every pair of namespace `name`, in key order (durable data only).
+    pub fn dump(&self, name: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let mut out: Vec<(String, Vec<u8>)> = Vec::new();
+        loop {
+            let after = out.last().map(|(k, _)| k.clone());
+            let page = self.store.scan(name, "", after.as_deref(), 1000)?;
+            if page.is_empty() {
+                return Ok(out);
+            }
+            out.extend(page);
+        }
+    }
+
+    /// Replaces namespace `name` with `entries`, atomically and durably.
+    pub fn restore(&self, name: &str, entries: Vec<(String, Vec<u8>)>) -> Result<()> {
+        let ns = self.namespace(name)?;
+        ns.replace(entries).map_err(anyhow::Error::msg)
+    }
+}
+
+/// `chat.js` -> `chat`, `hello.ts` -> `hello`; a name without extension stays.
+pub fn namespace_of(file_name: &str) -> &str {
+    Path::new(file_name)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .filter(|s| !s.is_empty())
+        .unwrap_or(file_name)
+}
+
+/// Where the data dir's database file is.
+pub fn database_path(dir: &Path) -> PathBuf {
+    dir.join(redb_store::FILE_NAME)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespaces_drop_the_extension() {
+        assert_eq!(namespace_of("chat.js"), "chat");
+        assert_eq!(namespace_of("hello.ts"), "hello");
+        assert_eq!(namespace_of("plain"), "plain");
+        assert_eq!(namespace_of("a.b.js"), "a.b");
+    }
+}

@@ -1,0 +1,604 @@
+//! One script's namespace as its turns see it: the turn's own write set, the
+//! writes of earlier turns that are committed but not yet durable (the
+//! overlay), and the backend underneath.
+//!
+//! Ordering, in one place:
+//! - Turns of a namespace never overlap: `begin` takes the turn lock, held
+//!   until the turn commits or is discarded (two versions of a script — the
+//!   old one still draining, the new one loading — share the namespace).
+//! - A committed turn's writes move into the overlay tagged with a sequence
+//!   number, and are submitted to the backend. Later turns read through the
+//!   overlay, so they see them at once, without waiting for the fsync.
+//! - Whoever waits on a turn (its HTTP responses) waits for the backend's
+//!   acknowledgement. A turn that wrote nothing but may have read the overlay
+//!   waits behind a `Barrier`, so nothing not yet durable is ever shown.
+//! - Overlay entries leave once the backend says their commit is durable.
+//! - A failed commit poisons its epoch: every later commit of that epoch was
+//!   built on writes that never happened, so the backend refuses them too; the
+//!   next turn drops the overlay and starts a new epoch from what is on disk.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::store::{Ack, Change, Commit, Delta, Shared, Store, Usage};
+use super::{StorageError, StorageLimits, MAX_KEY_BYTES};
+
+/// A value, or `None` for a deletion.
+type Value = Option<Arc<[u8]>>;
+
+pub struct Namespace {
+    name: Arc<str>,
+    store: Arc<dyn Store>,
+    limits: StorageLimits,
+    shared: Arc<Shared>,
+    turn_lock: Mutex<()>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    epoch: u64,
+    last_seq: u64,
+    /// Committed, not yet durable: key -> (seq, value or deletion).
+    overlay: BTreeMap<String, (u64, Value)>,
+    /// Usage changes of commits not yet durable.
+    in_flight: Vec<(u64, Delta)>,
+    /// The running turn's writes.
+    writes: BTreeMap<String, Value>,
+    turn_delta: Delta,
+    /// The guest said the turn failed.
+    discard: bool,
+}
+
+/// A running turn; it holds the namespace's turn lock until it ends.
+pub struct Turn<'a> {
+    namespace: &'a Namespace,
+    _lock: MutexGuard<'a, ()>,
+}
+
+impl Namespace {
+    pub(super) fn new(
+        name: Arc<str>,
+        store: Arc<dyn Store>,
+        limits: StorageLimits,
+        usage: Usage,
+    ) -> Namespace {
+        Namespace {
+            name,
+            store,
+            limits,
+            shared: Shared::new(usage),
+            turn_lock: Mutex::new(()),
+            state: Mutex::new(State {
+                epoch: 1,
+                ..State::default()
+            }),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Durable usage, as the backend last reported it.
+    pub fn usage(&self) -> Usage {
+        self.shared.lock().usage
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts a turn: waits for any other turn of this namespace to end, then
+    /// forgets what has become durable (or failed) since the last one.
+    pub fn begin(&self) -> Turn<'_> {
+        let lock = self.turn_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state();
+        self.sync(&mut state);
+        state.writes.clear();
+        state.turn_delta = Delta::default();
+        state.discard = false;
+        drop(state);
+        Turn {
+            namespace: self,
+            _lock: lock,
+        }
+    }
+
+    fn sync(&self, state: &mut State) {
+        let (durable_seq, poisoned) = {
+            let durable = self.shared.lock();
+            (durable.seq, durable.poisoned_epoch)
+        };
+        if poisoned >= state.epoch {
+            tracing::warn!(script = %self.name, "a storage commit failed; later turns start again from what is on disk");
+            state.epoch = poisoned + 1;
+            state.overlay.clear();
+            state.in_flight.clear();
+        } else {
+            state.overlay.retain(|_, (seq, _)| *seq > durable_seq);
+            state.in_flight.retain(|(seq, _)| *seq > durable_seq);
+        }
+    }
+
+    /// Usage counting `turn` and every commit not yet durable.
+    fn projected(&self, state: &State, turn: Delta) -> Usage {
+        let durable = self.shared.lock();
+        let mut delta = turn;
+        for (seq, d) in &state.in_flight {
+            if *seq > durable.seq {
+                delta.add(*d);
+            }
+        }
+        durable.usage.apply(delta)
+    }
+
+    fn lookup(&self, state: &State, key: &str) -> Result<Option<Arc<[u8]>>, StorageError> {
+        if let Some(value) = state.writes.get(key) {
+            return Ok(value.clone());
+        }
+        if let Some((_, value)) = state.overlay.get(key) {
+            return Ok(value.clone());
+        }
+        self.store
+            .get(&self.name, key)
+            .map(|v| v.map(Arc::from))
+            .map_err(|e| self.read_failed(e))
+    }
+
+    fn read_failed(&self, e: anyhow::Error) -> StorageError {
+        tracing::error!(script = %self.name, "storage read failed: {e:#}");
+        StorageError::Failed(format!("storage read failed: {e:#}"))
+    }
+
+    pub fn get(&self, key: &str) -> Result<Option<String>, StorageError> {
+        check_key(key)?;
+        let state = self.state();
+        Ok(self.lookup(&state, key)?.map(text))
+    }
+
+    pub fn set(&self, key: &str, json: String) -> Result<(), StorageError> {
+        check_key(key)?;
+        if json.len() > self.limits.max_value_bytes {
+            return Err(StorageError::Range(format!(
+                "storage.set: the value is {} bytes serialised; the most is {} (--storage-max-value-bytes)",
+                json.len(),
+                self.limits.max_value_bytes
+            )));
+        }
+        self.write(key, Some(Arc::from(json.into_bytes())))
+            .map(|_| ())
+    }
+
+    pub fn remove(&self, key: &str) -> Result<bool, StorageError> {
+        check_key(key)?;
+        self.write(key, None)
+    }
+
+    /// Records a write in the turn; true when the key held a value before.
+    fn write(&self, key: &str, value: Option<Arc<[u8]>>) -> Result<bool, StorageError> {
+        let mut state = self.state();
+        let old = self.lookup(&state, key)?;
+        let delta = Delta::of_write(
+            key,
+            old.as_ref().map(|v| v.len()),
+            value.as_ref().map(|v| v.len()),
+        );
+        if delta.bytes > 0 {
+            let mut turn = state.turn_delta;
+            turn.add(delta);
+            let projected = self.projected(&state, turn);
+            if projected.bytes > self.limits.quota_bytes {
+                return Err(StorageError::Failed(format!(
+                    "storage quota of {} exceeded by script {}: it would use {} bytes (--storage-quota-mb)",
+                    quota_text(self.limits.quota_bytes),
+                    self.name,
+                    projected.bytes
+                )));
+            }
+        }
+        state.turn_delta.add(delta);
+        state.writes.insert(key.to_string(), value);
+        Ok(old.is_some())
+    }
+
+    /// Up to `limit` pairs in key order, merging the turn, the overlay and the backend.
+    pub fn scan(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, String)>, StorageError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let state = self.state();
+        let in_range = |k: &str| k.starts_with(prefix) && after.is_none_or(|a| k > a);
+        // The overlay, newest last: the turn's writes override earlier turns'.
+        let mut overlay: BTreeMap<&str, Option<&Arc<[u8]>>> = BTreeMap::new();
+        for (k, (_, v)) in state.overlay.iter().filter(|(k, _)| in_range(k)) {
+            overlay.insert(k, v.as_ref());
+        }
+        for (k, v) in state.writes.iter().filter(|(k, _)| in_range(k)) {
+            overlay.insert(k, v.as_ref());
+        }
+        // Each overlay entry hides at most one backend entry: fetching that many
+        // more still leaves `limit` below the last key fetched.
+        let fetch = limit.saturating_add(overlay.len());
+        let base = self
+            .store
+            .scan(&self.name, prefix, after, fetch)
+            .map_err(|e| self.read_failed(e))?;
+        let bound = (base.len() >= fetch)
+            .then(|| base.last().map(|(k, _)| k.clone()))
+            .flatten();
+        let mut merged: BTreeMap<String, Arc<[u8]>> =
+            base.into_iter().map(|(k, v)| (k, Arc::from(v))).collect();
+        for (k, v) in overlay {
+            if bound.as_deref().is_some_and(|b| k > b) {
+                continue;
+            }
+            match v {
+                Some(v) => merged.insert(k.to_string(), v.clone()),
+                None => merged.remove(k),
+            };
+        }
+        Ok(merged
+            .into_iter()
+            .take(limit)
+            .map(|(k, v)| (k, text(v)))
+            .collect())
+    }
+
+    /// Deletes every key of the namespace in this turn.
+    pub fn clear(&self) -> Result<(), StorageError> {
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.scan("", after.as_deref(), 1000)?;
+            let Some((last, _)) = page.last() else {
+                return Ok(());
+            };
+            after = Some(last.clone());
+            for (key, _) in &page {
+                self.write(key, None)?;
+            }
+        }
+    }
+
+    /// Marks the running turn failed (the guest saw its callback throw).
+    pub fn discard_turn(&self) {
+        self.state().discard = true;
+    }
+
+    /// Replaces every key with `entries` atomically and durably, between turns.
+    pub fn replace(&self, entries: Vec<(String, Vec<u8>)>) -> Result<(), String> {
+        // The turn lock is held until the restore is durable: no turn may read
+        // the old data from disk once the overlay is gone.
+        let turn = self.begin();
+        let (tx, rx) = std::sync::mpsc::channel();
+        turn.submit(
+            Change::Replace(entries),
+            Box::new(move |r| drop(tx.send(r))),
+        );
+        let outcome = rx
+            .recv()
+            .unwrap_or_else(|_| Err("the storage writer has stopped".into()));
+        drop(turn);
+        outcome
+    }
+}
+
+impl Turn<'_> {
+    /// True when the guest said this turn failed.
+    pub fn discarded_by_guest(&self) -> bool {
+        self.namespace.state().discard
+    }
+
+    /// Drops the turn's writes; true when there were any.
+    pub fn discard(self) -> bool {
+        let mut state = self.namespace.state();
+        let had = !state.writes.is_empty();
+        state.writes.clear();
+        state.turn_delta = Delta::default();
+        had
+    }
+
+    /// Commits the turn's writes; `ack` runs once they (and every earlier
+    /// commit they may have read) are durable, or failed.
+    pub fn commit(self, ack: Ack) {
+        let ns = self.namespace;
+        let mut state = ns.state();
+        if state.writes.is_empty() {
+            if state.overlay.is_empty() && state.in_flight.is_empty() {
+                drop(state);
+                ack(Ok(()));
+                return;
+            }
+            drop(state);
+            self.submit(Change::Barrier, ack);
+            return;
+        }
+        let writes = std::mem::take(&mut state.writes);
+        drop(state);
+        let change = Change::Writes(
+            writes
+                .into_iter()
+                .map(|(k, v)| (k, v.map(|v| v.to_vec())))
+                .collect(),
+        );
+        self.submit(change, ack);
+    }
+
+    fn submit(&self, change: Change, ack: Ack) {
+        let ns = self.namespace;
+        let mut state = ns.state();
+        state.last_seq += 1;
+        let seq = state.last_seq;
+        match &change {
+            Change::Writes(writes) => {
+                for (k, v) in writes {
+                    state.overlay.insert(
+                        k.clone(),
+                        (seq, v.as_ref().map(|v| Arc::from(v.as_slice()))),
+                    );
+                }
+                let delta = std::mem::take(&mut state.turn_delta);
+                state.in_flight.push((seq, delta));
+            }
+            // A restore replaces everything: earlier overlay entries must not
+            // shadow it. They are all older, so they are durable when it is.
+            Change::Replace(_) => state.overlay.clear(),
+            Change::Barrier => {}
+        }
+        let commit = Commit {
+            namespace: ns.name.clone(),
+            shared: ns.shared.clone(),
+            epoch: state.epoch,
+            seq,
+            change,
+            ack,
+        };
+        drop(state);
+        ns.store.submit(commit);
+    }
+}
+
+/// "100 MB", or the bytes when it is not a whole number of MiB.
+fn quota_text(bytes: u64) -> String {
+    if bytes.is_multiple_of(1 << 20) {
+        format!("{} MB", bytes >> 20)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
+fn text(bytes: Arc<[u8]>) -> String {
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+pub fn check_key(key: &str) -> Result<(), StorageError> {
+    if key.is_empty() {
+        return Err(StorageError::Type(
+            "storage key must be a non-empty string".into(),
+        ));
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(StorageError::Range(format!(
+            "storage key is {} bytes of UTF-8; the most is {MAX_KEY_BYTES}",
+            key.len()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+
+    use anyhow::Result;
+
+    use super::super::store::{Change, Commit, Store, Usage};
+    use super::super::StorageLimits;
+    use super::Namespace;
+
+    /// A store whose commits wait in a queue until the test settles them.
+    #[derive(Default)]
+    struct Manual {
+        data: Mutex<BTreeMap<String, Vec<u8>>>,
+        queue: Mutex<Vec<Commit>>,
+    }
+
+    impl Store for Manual {
+        fn get(&self, _: &str, key: &str) -> Result<Option<Vec<u8>>> {
+            Ok(self.data.lock().unwrap().get(key).cloned())
+        }
+
+        fn scan(
+            &self,
+            _: &str,
+            prefix: &str,
+            after: Option<&str>,
+            limit: usize,
+        ) -> Result<Vec<(String, Vec<u8>)>> {
+            Ok(self
+                .data
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(k, _)| k.starts_with(prefix) && after.is_none_or(|a| k.as_str() > a))
+                .take(limit)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect())
+        }
+
+        fn usage(&self, _: &str) -> Result<Usage> {
+            let data = self.data.lock().unwrap();
+            Ok(Usage {
+                keys: data.len() as u64,
+                bytes: data.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum(),
+            })
+        }
+
+        fn submit(&self, commit: Commit) {
+            self.queue.lock().unwrap().push(commit);
+        }
+    }
+
+    impl Manual {
+        /// Settles the oldest queued commit: written, or failed as a full disk would.
+        fn settle_next(&self, fail: bool) {
+            let commit = self.queue.lock().unwrap().remove(0);
+            if commit.poisoned() {
+                commit.settle(Err("refused".into()));
+            } else if fail {
+                commit.settle(Err("disk full".into()));
+            } else {
+                if let Change::Writes(writes) = &commit.change {
+                    let mut data = self.data.lock().unwrap();
+                    for (k, v) in writes {
+                        match v {
+                            Some(v) => data.insert(k.clone(), v.clone()),
+                            None => data.remove(k),
+                        };
+                    }
+                }
+                let usage = self.usage("").unwrap();
+                commit.settle(Ok(usage));
+            }
+        }
+
+        fn queued(&self) -> usize {
+            self.queue.lock().unwrap().len()
+        }
+    }
+
+    type Outcome = Arc<Mutex<Option<Result<(), String>>>>;
+
+    fn setup() -> (Arc<Manual>, Namespace) {
+        let store = Arc::new(Manual::default());
+        let ns = Namespace::new(
+            Arc::from("t"),
+            store.clone(),
+            StorageLimits::default(),
+            Usage::default(),
+        );
+        (store, ns)
+    }
+
+    /// Runs `f` as one turn and commits it; the outcome fills in once acknowledged.
+    fn turn(ns: &Namespace, f: impl FnOnce(&Namespace)) -> Outcome {
+        let outcome: Outcome = Arc::default();
+        let t = ns.begin();
+        f(ns);
+        let slot = outcome.clone();
+        t.commit(Box::new(move |r| *slot.lock().unwrap() = Some(r)));
+        outcome
+    }
+
+    #[test]
+    fn later_turns_read_through_writes_not_yet_durable_and_wait_for_them() {
+        let (store, ns) = setup();
+        let first = turn(&ns, |ns| ns.set("a", "1".into()).unwrap());
+        assert!(
+            first.lock().unwrap().is_none(),
+            "acknowledged before durable"
+        );
+        let mut seen = None;
+        let second = turn(&ns, |ns| seen = ns.get("a").unwrap());
+        assert_eq!(seen.as_deref(), Some("1"));
+        // The read-only turn waits behind a barrier for the write it saw.
+        assert_eq!(store.queued(), 2);
+        assert!(second.lock().unwrap().is_none());
+        store.settle_next(false);
+        store.settle_next(false);
+        assert_eq!(*first.lock().unwrap(), Some(Ok(())));
+        assert_eq!(*second.lock().unwrap(), Some(Ok(())));
+        // Nothing pending: a read-only turn is acknowledged at once.
+        let third = turn(&ns, |ns| {
+            assert_eq!(ns.get("a").unwrap().as_deref(), Some("1"))
+        });
+        assert_eq!(*third.lock().unwrap(), Some(Ok(())));
+        assert_eq!(ns.usage(), Usage { keys: 1, bytes: 2 });
+    }
+
+    #[test]
+    fn a_failed_commit_fails_the_turns_built_on_it_and_later_turns_start_from_disk() {
+        let (store, ns) = setup();
+        let first = turn(&ns, |ns| ns.set("a", "1".into()).unwrap());
+        let second = turn(&ns, |ns| {
+            assert_eq!(ns.get("a").unwrap().as_deref(), Some("1"));
+            ns.set("b", "2".into()).unwrap();
+        });
+        store.settle_next(true);
+        store.settle_next(false);
+        assert_eq!(*first.lock().unwrap(), Some(Err("disk full".into())));
+        assert_eq!(*second.lock().unwrap(), Some(Err("refused".into())));
+        let third = turn(&ns, |ns| {
+            assert_eq!(ns.get("a").unwrap(), None);
+            assert_eq!(ns.get("b").unwrap(), None);
+            ns.set("c", "3".into()).unwrap();
+        });
+        store.settle_next(false);
+        assert_eq!(*third.lock().unwrap(), Some(Ok(())));
+        assert_eq!(store.data.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_discarded_turn_leaves_nothing() {
+        let (store, ns) = setup();
+        let t = ns.begin();
+        ns.set("x", "1".into()).unwrap();
+        assert_eq!(ns.get("x").unwrap().as_deref(), Some("1"));
+        assert!(t.discard());
+        assert_eq!(store.queued(), 0);
+        let _t = ns.begin();
+        assert_eq!(ns.get("x").unwrap(), None);
+    }
+
+    #[test]
+    fn scan_merges_the_turn_the_overlay_and_the_store_in_key_order() {
+        let (store, ns) = setup();
+        for k in ["b", "d", "f"] {
+            store.data.lock().unwrap().insert(k.into(), b"0".to_vec());
+        }
+        let _pending = turn(&ns, |ns| {
+            ns.remove("b").unwrap();
+            ns.set("c", "1".into()).unwrap();
+        });
+        let _t = ns.begin();
+        ns.set("a", "2".into()).unwrap();
+        ns.remove("d").unwrap();
+        let keys = |after: Option<&str>, limit| -> Vec<String> {
+            ns.scan("", after, limit)
+                .unwrap()
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect()
+        };
+        assert_eq!(keys(None, 10), ["a", "c", "f"]);
+        assert_eq!(keys(None, 2), ["a", "c"]);
+        assert_eq!(keys(Some("c"), 10), ["f"]);
+        assert_eq!(keys(None, 0), Vec::<String>::new());
+    }
+
+    #[test]
+    fn the_quota_counts_writes_not_yet_durable() {
+        let store = Arc::new(Manual::default());
+        let limits = StorageLimits {
+            max_value_bytes: 100,
+            quota_bytes: 25,
+        };
+        let ns = Namespace::new(Arc::from("q"), store, limits, Usage::default());
+        let _first = turn(&ns, |ns| ns.set("a", "x".repeat(10)).unwrap());
+        let t = ns.begin();
+        ns.set("b", "y".repeat(10)).unwrap(); // 11 + 11 bytes
+        let err = ns.set("c", "z".repeat(10)).unwrap_err();
+        assert!(format!("{err:?}").contains("quota of 25 bytes exceeded by script q"));
+        assert!(
+            ns.set("a", "1".into()).is_ok(),
+            "shrinking is always allowed"
+        );
+        t.discard();
+    }
+}

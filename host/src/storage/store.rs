@@ -1,0 +1,150 @@
+//! The backend seam: what a durable key-value store must offer the engine.
+//! `redb_store.rs` is the embedded implementation; a networked one (Redis)
+//! plugs in behind the same trait. Nothing above it — the per-turn overlay,
+//! the WIT host functions — knows which one runs.
+//!
+//! Reads are synchronous. Writes are *submitted* as a `Commit` (one finished
+//! turn of one script) and acknowledged later, once durable, so a backend can
+//! write many turns with one fsync (group commit). A backend must apply the
+//! commits of one namespace in the order they were submitted, and settle each
+//! with `Commit::settle`.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use anyhow::Result;
+
+/// Keys and bytes (keys plus values) a namespace holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub keys: u64,
+    pub bytes: u64,
+}
+
+/// A change in `Usage`, which may be negative.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Delta {
+    pub keys: i64,
+    pub bytes: i64,
+}
+
+impl Delta {
+    pub fn add(&mut self, other: Delta) {
+        self.keys += other.keys;
+        self.bytes += other.bytes;
+    }
+
+    /// The delta of writing `key` = a value of `new` bytes over one of `old` bytes.
+    pub fn of_write(key: &str, old: Option<usize>, new: Option<usize>) -> Delta {
+        let size = |len: Option<usize>| len.map_or(0, |n| (key.len() + n) as i64);
+        Delta {
+            keys: i64::from(new.is_some()) - i64::from(old.is_some()),
+            bytes: size(new) - size(old),
+        }
+    }
+}
+
+impl Usage {
+    pub fn apply(self, delta: Delta) -> Usage {
+        Usage {
+            keys: self.keys.saturating_add_signed(delta.keys),
+            bytes: self.bytes.saturating_add_signed(delta.bytes),
+        }
+    }
+}
+
+/// What one commit changes in its namespace.
+pub enum Change {
+    /// Puts (`Some`) and deletes (`None`), in key order.
+    Writes(Vec<(String, Option<Vec<u8>>)>),
+    /// Replaces every key of the namespace (a restore).
+    Replace(Vec<(String, Vec<u8>)>),
+    /// Nothing: acknowledged once every earlier commit of the namespace is.
+    Barrier,
+}
+
+/// Called once a commit is durable (`Ok`) or failed (`Err`, a one-line reason).
+pub type Ack = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+/// The durable state of a namespace as its backend last reported it, shared
+/// between the namespace (which reads it) and the backend (which writes it).
+#[derive(Debug, Default)]
+pub struct Durable {
+    /// The last commit that is on disk.
+    pub seq: u64,
+    /// Usage after that commit.
+    pub usage: Usage,
+    /// Commits of this epoch or before are refused: one of them failed, and
+    /// later ones may have been built on its writes.
+    pub poisoned_epoch: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct Shared(Mutex<Durable>);
+
+impl Shared {
+    pub fn new(usage: Usage) -> Arc<Shared> {
+        Arc::new(Shared(Mutex::new(Durable {
+            usage,
+            ..Durable::default()
+        })))
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, Durable> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// One finished turn's writes for one namespace.
+pub struct Commit {
+    pub namespace: Arc<str>,
+    pub shared: Arc<Shared>,
+    pub epoch: u64,
+    pub seq: u64,
+    pub change: Change,
+    pub ack: Ack,
+}
+
+impl Commit {
+    /// True when an earlier commit of this epoch failed: this one must fail too.
+    pub fn poisoned(&self) -> bool {
+        self.shared.lock().poisoned_epoch >= self.epoch
+    }
+
+    /// Records the outcome (on success, `usage` is the namespace's usage after
+    /// it) and tells whoever waits.
+    pub fn settle(self, outcome: Result<Usage, String>) {
+        {
+            let mut durable = self.shared.lock();
+            match &outcome {
+                Ok(usage) => {
+                    durable.seq = durable.seq.max(self.seq);
+                    durable.usage = *usage;
+                }
+                Err(_) => durable.poisoned_epoch = durable.poisoned_epoch.max(self.epoch),
+            }
+        }
+        (self.ack)(outcome.map(|_| ()));
+    }
+}
+
+/// A durable key-value store holding every script's namespace.
+pub trait Store: Send + Sync {
+    /// The value at `key`, if any.
+    fn get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>>;
+
+    /// Up to `limit` pairs with keys starting with `prefix` and strictly after
+    /// `after`, in key (UTF-8 byte) order.
+    fn scan(
+        &self,
+        namespace: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>>;
+
+    /// The namespace's durable usage.
+    fn usage(&self, namespace: &str) -> Result<Usage>;
+
+    /// Queues a commit; it is settled once durable or failed.
+    fn submit(&self, commit: Commit);
+}

@@ -1,0 +1,296 @@
+//! Storage across real process lifetimes: kill -9 and SIGTERM right after
+//! acknowledged writes, a second server on the same data dir, a corrupt
+//! database file, and `aiwebengine storage dump|restore` on a stopped and on a
+//! running server.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_aiwebengine");
+
+const SCRIPT: &str = r#"
+routeRegistry.registerRoute("PUT", "/kv/:key", (req) => {
+  storage.set(req.params.key, JSON.parse(req.body));
+  return { body: "ok" };
+});
+routeRegistry.registerRoute("GET", "/count", () => {
+  let n = 0, after;
+  for (;;) {
+    const page = storage.list({ after, limit: 1000 });
+    if (page.length === 0) break;
+    n += page.length;
+    after = page[page.length - 1].key;
+  }
+  return { body: { n } };
+});
+routeRegistry.registerRoute("GET", "/kv/:key", (req) => ({ body: { value: storage.get(req.params.key) ?? null } }));
+"#;
+
+struct Dirs {
+    _root: tempfile::TempDir,
+    scripts: PathBuf,
+    data: PathBuf,
+}
+
+fn dirs() -> Dirs {
+    let root = tempfile::tempdir().unwrap();
+    let scripts = root.path().join("scripts");
+    std::fs::create_dir(&scripts).unwrap();
+    std::fs::write(scripts.join("kv.js"), SCRIPT).unwrap();
+    let data = root.path().join("data");
+    Dirs {
+        scripts,
+        data,
+        _root: root,
+    }
+}
+
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+fn command(dirs: &Dirs) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--no-watch"])
+        .arg("--scripts")
+        .arg(&dirs.scripts)
+        .arg("--data-dir")
+        .arg(&dirs.data)
+        .env("RUST_LOG", "info");
+    cmd
+}
+
+fn start(dirs: &Dirs) -> Server {
+    let mut child = command(dirs)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("the server exited before listening")
+            .unwrap();
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.trim().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Server { child, addr }
+}
+
+/// One request on a fresh connection; (status, body).
+fn request(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {answer:?}"));
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn count(addr: &str) -> u64 {
+    let (status, body) = request(addr, "GET", "/count", "");
+    assert_eq!(status, 200, "{body}");
+    let v: serde_like::Count = serde_like::parse(&body);
+    v.n
+}
+
+/// Just enough JSON for `{"n": 123}` without a dev-dependency.
+mod serde_like {
+    pub struct Count {
+        pub n: u64,
+    }
+    pub fn parse(body: &str) -> Count {
+        let n = body
+            .split("\"n\":")
+            .nth(1)
+            .and_then(|rest| {
+                rest.trim_start()
+                    .split(|c: char| !c.is_ascii_digit())
+                    .next()
+                    .map(str::to_string)
+            })
+            .and_then(|d| d.parse().ok())
+            .unwrap_or_else(|| panic!("no count in {body:?}"));
+        Count { n }
+    }
+}
+
+fn write_200(addr: &str) {
+    for i in 0..200 {
+        let (status, body) = request(addr, "PUT", &format!("/kv/k{i:03}"), &i.to_string());
+        assert_eq!(status, 200, "write {i}: {body}");
+    }
+}
+
+#[test]
+fn acknowledged_writes_survive_kill_9() {
+    let dirs = dirs();
+    let mut server = start(&dirs);
+    write_200(&server.addr);
+    server.child.kill().unwrap(); // SIGKILL, right after the last 200
+    server.child.wait().unwrap();
+    let mut again = start(&dirs);
+    assert_eq!(count(&again.addr), 200);
+    let (_, body) = request(&again.addr, "GET", "/kv/k199", "");
+    assert!(body.contains("199"), "{body}");
+    again.child.kill().unwrap();
+    again.child.wait().unwrap();
+}
+
+#[test]
+fn acknowledged_writes_survive_sigterm() {
+    let dirs = dirs();
+    let mut server = start(&dirs);
+    write_200(&server.addr);
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    assert!(server.child.wait().unwrap().success());
+    let mut again = start(&dirs);
+    assert_eq!(count(&again.addr), 200);
+    again.child.kill().unwrap();
+    again.child.wait().unwrap();
+}
+
+fn run(args: &[&str], data: &Path, stdin: Option<&str>) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_second_server_on_the_same_data_dir_exits_with_one_line() {
+    let dirs = dirs();
+    let mut server = start(&dirs);
+    let out = command(&dirs).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.trim_end().lines().last().unwrap_or_default();
+    assert!(
+        last.contains("in use") && last.contains("storage.redb"),
+        "{stderr}"
+    );
+    assert!(last.starts_with("aiwebengine: "), "{stderr}");
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+}
+
+#[test]
+fn a_corrupt_database_is_refused_by_name_and_left_as_it_is() {
+    let dirs = dirs();
+    std::fs::create_dir_all(&dirs.data).unwrap();
+    let file = dirs.data.join("storage.redb");
+    let garbage: Vec<u8> = (0..64 * 1024).map(|i| (i * 7 + 13) as u8).collect();
+    std::fs::write(&file, &garbage).unwrap();
+    let out = command(&dirs).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&file.display().to_string()), "{stderr}");
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        garbage,
+        "the file was changed"
+    );
+}
+
+#[test]
+fn dump_and_restore_on_a_stopped_and_on_a_running_server() {
+    let dirs = dirs();
+    let mut server = start(&dirs);
+    request(&server.addr, "PUT", "/kv/a", "{\"x\":1}");
+    request(&server.addr, "PUT", "/kv/b", "\"two\"");
+
+    // Running: through the server, which holds the database.
+    let out = run(&["storage", "dump", "kv"], &dirs.data, None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dumped = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        dumped,
+        "{\"key\":\"a\",\"value\":{\"x\":1}}\n{\"key\":\"b\",\"value\":\"two\"}\n"
+    );
+    let out = run(
+        &["storage", "restore", "kv", "-"],
+        &dirs.data,
+        Some("{\"key\":\"c\",\"value\":3}\n"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(count(&server.addr), 1);
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+
+    // Stopped: the command opens the database itself.
+    let out = run(&["storage", "dump", "kv.js"], &dirs.data, None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "{\"key\":\"c\",\"value\":3}\n"
+    );
+    let backup = dirs.data.join("../backup.jsonl");
+    std::fs::write(&backup, &dumped).unwrap();
+    let out = run(
+        &["storage", "restore", "kv", backup.to_str().unwrap()],
+        &dirs.data,
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut again = start(&dirs);
+    assert_eq!(count(&again.addr), 2);
+    let (_, body) = request(&again.addr, "GET", "/kv/b", "");
+    assert!(body.contains("two"), "{body}");
+    again.child.kill().unwrap();
+    again.child.wait().unwrap();
+}
