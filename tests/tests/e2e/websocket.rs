@@ -321,7 +321,14 @@ async fn shutdown_closes_websockets_with_1001() {
         },
     ));
     let url = format!("ws://{addr}/plain");
-    // The server loads its scripts, then accepts what waited in the backlog.
+    // `run` accepts connections while the scripts load: wait until it is ready.
+    let ready = format!("http://{addr}/_engine/health/ready");
+    common::eventually("the server to be ready", || async {
+        reqwest::get(&ready)
+            .await
+            .is_ok_and(|r| r.status().as_u16() == 200)
+    })
+    .await;
     let (mut ws, _) = tokio::time::timeout(TIMEOUT, tokio_tungstenite::connect_async(&url))
         .await
         .expect("WebSocket connect timed out")
