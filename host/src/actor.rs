@@ -22,7 +22,7 @@ use tokio::sync::oneshot;
 use wasmtime::Store;
 
 use crate::bindings::{
-    Guest, GuestConfig, Handled, Request, Response, Script, ScriptError, WsClient, WsEvent,
+    GuestConfig, Handled, Request, Response, Script, ScriptError, WsClient, WsEvent,
 };
 use crate::engine::WasmEngine;
 use crate::fetch;
@@ -314,7 +314,11 @@ impl Actor {
         self.call("fetch completion", None, |script, store| {
             script
                 .aiwebengine_script_fetch_events()
-                .call_done(store, done.id, done.outcome.as_ref().map_err(String::as_str))
+                .call_done(
+                    store,
+                    done.id,
+                    done.outcome.as_ref().map_err(String::as_str),
+                )
                 .map(|()| Handled::Pending)
         });
         if let Some(id) = owner {

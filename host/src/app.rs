@@ -20,9 +20,9 @@ use crate::metrics::{Metrics, Reload};
 use crate::registry::{Conflict, RouteTable};
 use crate::script::{LoadError, LoadedScript};
 use crate::script_files::{self, Found, Stamp};
+use crate::script_names;
 use crate::server::admin::AdminToken;
 use crate::services::Services;
-use crate::script_names;
 use crate::storage::{Storage, StorageLimits};
 use crate::streams::{Hub, HubLimits};
 
@@ -453,4 +453,3 @@ fn apply(slot: &mut Slot, name: &str, hash: u64, result: Result<Arc<LoadedScript
 }
 
 pub use crate::script_names::is_script_name;
-}

@@ -253,7 +253,7 @@ pub fn main(command: &Command) -> Result<i32> {
         match command {
             Command::Check(args) => run(args, &mut out).await,
             Command::Routes(args) => crate::route_list::run(args, &mut out).await,
-            Command::Serve(_) => bail!("serve is not a report command"),
+            Command::Serve(_) | Command::Storage(_) => bail!("not a report command"),
         }
     })
 }

@@ -43,6 +43,9 @@ impl Server {
             .args(args)
             .arg("--scripts")
             .arg(scripts)
+            // Storage of its own: two servers may not share a data dir.
+            .arg("--data-dir")
+            .arg(scripts.join(".data"))
             .arg("--cache-dir")
             .arg(concat!(env!("CARGO_TARGET_TMPDIR"), "/guest-cache"))
             .env("RUST_LOG", rust_log)

@@ -4,8 +4,8 @@
 //! deletes the raw global.
 
 pub mod fetch;
-pub mod websocket;
 pub mod storage;
+pub mod websocket;
 
 use javy::quickjs::{Ctx, Result};
 

@@ -223,7 +223,9 @@ mod tests {
             "3",
         ])
         .unwrap();
-        let Command::Serve(args) = cli.command;
+        let Command::Serve(args) = cli.command else {
+            panic!("parsed as serve");
+        };
         let fetch = args.settings().fetch;
         let rules: Vec<String> = fetch.allow.iter().map(|r| r.to_string()).collect();
         assert_eq!(

@@ -80,12 +80,14 @@ pub fn subscription(app: &App, head: &[u8]) -> Option<Subscription> {
 /// answers with the proper status).
 pub async fn serve(app: &App, mut tcp: TcpStream, sub: Subscription) -> Result<(), TcpStream> {
     let path = sub.sub.path.clone();
-    let Ok(frames) = app.hub.subscribe(&path, sub.sub.last_event_id, sub.sub.params) else {
+    let Ok(frames) = app
+        .hub
+        .subscribe(&path, sub.sub.last_event_id, sub.sub.params)
+    else {
         return Err(tcp);
     };
     tracing::debug!(stream = %path, request_id = %sub.request_id, "subscriber connected");
-    app.metrics
-        .request(&sub.script, &path, "GET", 200, None);
+    app.metrics.request(&sub.script, &path, "GET", 200, None);
     let stall = app.settings.write_stall;
     let head = [
         RESPONSE_HEAD,
