@@ -151,17 +151,19 @@ pub fn write_text(out: &mut impl Write, scripts: &[Value]) -> std::io::Result<()
         let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
         let (path, status) = (text(&s["path"]), text(&s["status"]));
         if status == "error" {
-            let message = text(&s["error"]["message"]);
+            let message = text(s.pointer("/error/message").unwrap_or(&Value::Null));
             let name = text(&s["name"]);
-            let (place, message) =
-                match (s["error"]["line"].as_u64(), s["error"]["column"].as_u64()) {
-                    (Some(line), Some(column)) => {
-                        let suffix = format!(" (at {name}:{line}:{column})");
-                        let short = message.strip_suffix(&suffix).unwrap_or(&message);
-                        (format!("{path}:{line}:{column}"), short.to_string())
-                    }
-                    _ => (path.clone(), message.clone()),
-                };
+            let (place, message) = match (
+                s.pointer("/error/line").and_then(Value::as_u64),
+                s.pointer("/error/column").and_then(Value::as_u64),
+            ) {
+                (Some(line), Some(column)) => {
+                    let suffix = format!(" (at {name}:{line}:{column})");
+                    let short = message.strip_suffix(&suffix).unwrap_or(&message);
+                    (format!("{path}:{line}:{column}"), short.to_string())
+                }
+                _ => (path.clone(), message.clone()),
+            };
             writeln!(out, "{place}: error: {message}")?;
             continue;
         }
