@@ -33,6 +33,12 @@ declare namespace AIWebEngine {
    * }));
    */
   interface Request {
+    /**
+     * The request id: the client's `X-Request-Id` when it is at most 128
+     * visible ASCII characters, else one the server made. It is echoed on the
+     * response and tags every log line of the request.
+     */
+    readonly id: string;
     /** The method, in upper case: `"GET"`, `"POST"`... */
     readonly method: string;
     /** The path, percent-decoded, without the query: `"/users/42"`. */
@@ -135,7 +141,7 @@ declare namespace AIWebEngine {
      * @example
      * routeRegistry.registerStreamRoute("/chat");
      */
-    registerStreamRoute(path: string): void;
+    registerStreamRoute(path: string, handlers?: StreamHandlers): void;
 
     /**
      * Sends `data`, serialised with `JSON.stringify`, to the subscribers of the
@@ -180,14 +186,144 @@ declare namespace AIWebEngine {
     now(): number;
   }
 
-  // ---------------------------------------------------------------------------
-  // Storage: the persistent key-value API is being built; its declarations
-  // will go here when it is part of the engine. Nothing is declared for it yet.
-  //
-  // Outgoing HTTP (fetch) and WebSocket routes: likewise, not part of the
-  // engine yet; their declarations will go here when they are.
-  // ---------------------------------------------------------------------------
+  /**
+   * One WebSocket connection on a stream path, as the stream's handlers see
+   * it. It receives every message of the stream as `{"id": n, "data": ...}`.
+   */
+  interface WebSocketClient {
+    /** Unique for the life of the server, e.g. `"ws-12"`. */
+    readonly id: string;
+    /** The connection's decoded query parameters (also used for filters). */
+    readonly params: Record<string, string>;
+    /**
+     * Sends one message to this connection only, as `{"data": ...}` (no id).
+     * @returns false when the client is gone or too far behind.
+     */
+    send(data: unknown): boolean;
+  }
+
+  /**
+   * Handlers for WebSocket clients of a stream (the second argument of
+   * `registerStreamRoute`). Each call is a turn of the script, queued in order
+   * and run under the same limits as a request; one that throws is logged and
+   * the connection stays open.
+   */
+  interface StreamHandlers {
+    /** A WebSocket client connected. */
+    onOpen?(client: WebSocketClient): void | Promise<void>;
+    /** A client sent a text frame (a string) or a binary one (a Uint8Array). */
+    onMessage?(client: WebSocketClient, message: string | Uint8Array): void | Promise<void>;
+    /** A client's connection closed. */
+    onClose?(client: WebSocketClient): void | Promise<void>;
+  }
+
+  /** A value `storage` can keep: anything JSON can express. */
+  type StorageValue = null | boolean | number | string | StorageValue[] | { [key: string]: StorageValue };
+
+  /**
+   * Durable storage of this script (one namespace per script file name without
+   * extension), kept in `--data-dir`. A turn's writes (a request handler, a
+   * timer callback, a Promise continuation) commit together when it ends
+   * normally and are discarded when it throws or trips a limit; a response is
+   * sent only once its turn's writes are on disk.
+   */
+  interface Storage {
+    /** The stored value (a JSON round trip), or `undefined`. */
+    get(key: string): any;
+    /**
+     * Stores `value` under `key`.
+     * @throws TypeError for `undefined`, functions, symbols, BigInts or cycles.
+     * @throws RangeError beyond `--storage-max-value-bytes`.
+     * @throws Error past the script's `--storage-quota-mb`.
+     */
+    set(key: string, value: unknown): void;
+    /** Removes `key`; `true` if it existed. */
+    delete(key: string): boolean;
+    /**
+     * Entries ordered by key (UTF-8 byte order): those starting with `prefix`,
+     * strictly after `after`, at most `limit` (default 100, at most 1000).
+     */
+    list(options?: { prefix?: string; after?: string; limit?: number }): Array<{ key: string; value: any }>;
+    /**
+     * Adds `by` (default 1) to the number at `key` (missing counts as 0).
+     * @returns the new number.
+     * @throws TypeError if the stored value is not a number.
+     */
+    increment(key: string, by?: number): number;
+  }
+
+  /**
+   * The same storage through Web-Storage-style names, as the original
+   * aiwebengine has them: values are strings.
+   */
+  interface SharedStorage {
+    /** The string stored at `key`, or `null`. */
+    getItem(key: string): string | null;
+    /** Stores `String(value)` at `key`. */
+    setItem(key: string, value: unknown): void;
+    /** Removes `key`. */
+    removeItem(key: string): void;
+    /** Removes every key of this script. */
+    clear(): void;
+  }
+
+  /** Options of `fetch`: as in browsers, plus `timeout`. */
+  interface FetchInit {
+    /** Default `"GET"`. */
+    method?: string;
+    headers?: Record<string, string> | Array<[string, string]> | Headers;
+    body?: string | Uint8Array | ArrayBuffer | ArrayBufferView;
+    /** Milliseconds before the fetch rejects; default 30000. */
+    timeout?: number;
+  }
 }
+
+/**
+ * Outbound HTTP, asynchronous: the script runs other requests and timers while
+ * it waits. Only destinations allowed by `--allow-outbound` are reached;
+ * loopback, private and link-local addresses need a rule naming them. A refused
+ * destination, a network failure or a timeout rejects with a `TypeError`.
+ */
+declare function fetch(input: string, init?: AIWebEngine.FetchInit): Promise<Response>;
+
+/** Response headers (names are case-insensitive). */
+declare class Headers implements Iterable<[string, string]> {
+  constructor(init?: Record<string, string> | Array<[string, string]> | Headers);
+  get(name: string): string | null;
+  has(name: string): boolean;
+  set(name: string, value: string): void;
+  append(name: string, value: string): void;
+  delete(name: string): void;
+  forEach(callback: (value: string, name: string) => void): void;
+  entries(): IterableIterator<[string, string]>;
+  keys(): IterableIterator<string>;
+  values(): IterableIterator<string>;
+  [Symbol.iterator](): IterableIterator<[string, string]>;
+}
+
+/** The answer to a `fetch`. */
+declare class Response {
+  readonly status: number;
+  readonly statusText: string;
+  /** `status` is 200–299. */
+  readonly ok: boolean;
+  /** The URL after redirects. */
+  readonly url: string;
+  readonly redirected: boolean;
+  readonly headers: Headers;
+  readonly bodyUsed: boolean;
+  text(): Promise<string>;
+  json(): Promise<any>;
+  arrayBuffer(): Promise<ArrayBuffer>;
+  bytes(): Promise<Uint8Array>;
+  clone(): Response;
+}
+
+/** This script's durable storage (see `AIWebEngine.Storage`). */
+declare var storage: AIWebEngine.Storage;
+
+/** This script's storage with Web-Storage-style string values. */
+declare var sharedStorage: AIWebEngine.SharedStorage;
 
 /**
  * Registers the script's routes and streams, and sends stream messages.
