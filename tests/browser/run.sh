@@ -68,7 +68,7 @@ cp scripts/*.js "$WORK/scripts/"
 # Port 0: the server binds a free port itself and logs the address it got, so
 # no other process can take the port in between. The compiled guest is cached
 # under target/, never in ~/.cache.
-NO_COLOR=1 RUST_LOG=info "$BIN" serve --scripts "$WORK/scripts" --listen 127.0.0.1:0 --no-watch \
+NO_COLOR=1 RUST_LOG=info "$BIN" serve --scripts "$WORK/scripts" --data-dir "$WORK/data" --listen 127.0.0.1:0 --no-watch \
   --cache-dir "$ROOT/target/browser-guest-cache" >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 
