@@ -99,8 +99,14 @@ async fn count(addr: &str) -> usize {
         return 0;
     };
     let compact: String = body.chars().filter(|c| !c.is_whitespace()).collect();
-    compact
-        .split(&format!("\"path\":\"{PATH}\",\"subscribers\":"))
+    // The stream's own object: its fields may come in any order after "path".
+    let stream = compact
+        .split(&format!("\"path\":\"{PATH}\""))
+        .nth(1)
+        .and_then(|rest| rest.split('}').next())
+        .unwrap_or("");
+    stream
+        .split("\"subscribers\":")
         .nth(1)
         .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
         .and_then(|n| n.parse().ok())
