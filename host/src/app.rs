@@ -142,6 +142,20 @@ pub struct ScriptView {
     pub error: Option<(LoadError, SystemTime)>,
 }
 
+impl ScriptView {
+    /// `error` when its newest version failed to load, `conflict` when it lost
+    /// a route or stream to another script (`conflicts`), else `ok`.
+    pub fn status(&self, conflicts: &[Conflict]) -> &'static str {
+        if self.error.is_some() {
+            "error"
+        } else if !conflicts.is_empty() {
+            "conflict"
+        } else {
+            "ok"
+        }
+    }
+}
+
 /// A file's content as read for a reload.
 struct Candidate {
     name: String,

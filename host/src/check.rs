@@ -125,13 +125,7 @@ pub fn report(app: &App, dir: &Path, only: Option<&BTreeSet<String>>) -> Vec<Val
                     "detail": e.detail,
                 })
             });
-            let status = if error.is_some() {
-                "error"
-            } else if !conflicts.is_empty() {
-                "conflict"
-            } else {
-                "ok"
-            };
+            let status = view.status(conflicts);
             json!({
                 "name": view.name,
                 "path": path.display().to_string(),

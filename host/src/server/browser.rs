@@ -9,8 +9,7 @@ use warp::http::{header, HeaderValue};
 use warp::reply::Response;
 use warp::Filter;
 
-use crate::app::{App, ScriptView};
-use crate::registry::Conflict;
+use crate::app::App;
 
 pub fn routes(
     app: impl Filter<Extract = (Arc<App>,), Error = Infallible> + Clone + Send + Sync + 'static,
@@ -39,16 +38,6 @@ pub fn routes(
 
 /// A script's status: "error" (its newest version failed to load), "conflict"
 /// (some of its routes are served by another script) or "ok".
-pub(super) fn status(view: &ScriptView, conflicts: &[Conflict]) -> &'static str {
-    if view.error.is_some() {
-        "error"
-    } else if !conflicts.is_empty() {
-        "conflict"
-    } else {
-        "ok"
-    }
-}
-
 fn time(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
@@ -96,7 +85,7 @@ pub fn snapshot(app: &App) -> Value {
                 ),
                 None => (vec![], vec![]),
             };
-            let status = status(&view, &conflicts);
+            let status = view.status(&conflicts);
             let storage = match app.storage.usage(&view.name) {
                 Ok(usage) => json!({ "keys": usage.keys, "bytes": usage.bytes }),
                 Err(e) => json!({ "error": format!("{e:#}") }),

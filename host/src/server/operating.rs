@@ -53,8 +53,7 @@ fn snapshot(app: &App) -> Snapshot {
     let mut queue_depths = Vec::new();
     for view in app.scripts() {
         let conflicts = table.conflicts.get(&view.name);
-        let status =
-            super::browser::status(&view, conflicts.map(Vec::as_slice).unwrap_or_default());
+        let status = view.status(conflicts.map(Vec::as_slice).unwrap_or_default());
         match by_status.iter_mut().find(|(s, _)| *s == status) {
             Some((_, n)) => *n += 1,
             None => by_status.push((status, 1)),
