@@ -21,6 +21,7 @@ use crate::registry::{Conflict, RouteTable};
 use crate::script::{LoadError, LoadedScript};
 use crate::script_files::{self, Found, Stamp};
 use crate::script_names;
+pub use crate::script_view::ScriptView;
 use crate::server::admin::AdminToken;
 use crate::services::Services;
 use crate::storage::{Storage, StorageLimits};
@@ -134,28 +135,6 @@ pub struct App {
     files_read: Arc<AtomicU64>,
 }
 
-/// A script as the route browser shows it.
-pub struct ScriptView {
-    pub name: String,
-    pub live: Option<Arc<LoadedScript>>,
-    pub version: u64,
-    pub error: Option<(LoadError, SystemTime)>,
-}
-
-impl ScriptView {
-    /// `error` when its newest version failed to load, `conflict` when it lost
-    /// a route or stream to another script (`conflicts`), else `ok`.
-    pub fn status(&self, conflicts: &[Conflict]) -> &'static str {
-        if self.error.is_some() {
-            "error"
-        } else if !conflicts.is_empty() {
-            "conflict"
-        } else {
-            "ok"
-        }
-    }
-}
-
 /// A file's content as read for a reload.
 struct Candidate {
     name: String,
@@ -166,13 +145,13 @@ struct Candidate {
 
 impl App {
     pub fn new(settings: Settings) -> Result<Arc<App>> {
-        // Storage first: a locked or corrupt database fails fast.
-        let storage = Arc::new(Storage::open(
-            settings.data_dir.as_deref(),
-            settings.storage,
-        )?);
-        let wasm = WasmEngine::new(settings.cache_dir.as_deref(), settings.limits)?;
         let metrics = Arc::new(Metrics::new());
+        // Storage first: a locked or corrupt database fails fast.
+        let storage = Arc::new(
+            Storage::open(settings.data_dir.as_deref(), settings.storage)?
+                .with_metrics(metrics.clone()),
+        );
+        let wasm = WasmEngine::new(settings.cache_dir.as_deref(), settings.limits)?;
         let hub = Arc::new(Hub::with_metrics(settings.hub, metrics.clone()));
         let services = Services {
             hub: hub.clone(),

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use tracing_subscriber::EnvFilter;
 
 use crate::app::{App, Settings};
@@ -89,33 +89,8 @@ pub fn report(app: &App, dir: &Path, only: Option<&BTreeSet<String>>) -> Vec<Val
                 .get(&view.name)
                 .map(Vec::as_slice)
                 .unwrap_or_default();
-            let owner_of = |what: &str| {
-                conflicts
-                    .iter()
-                    .find(|c| c.what == what)
-                    .map(|c| c.owner.clone())
-            };
-            let (routes, streams): (Vec<Value>, Vec<Value>) = match &view.live {
-                Some(live) => (
-                    live.registrations
-                        .routes
-                        .iter()
-                        .map(|r| {
-                            json!({
-                                "method": r.method,
-                                "path": r.path.source,
-                                "conflictsWith": owner_of(&format!("{} {}", r.method, r.path.source)),
-                            })
-                        })
-                        .collect(),
-                    live.registrations
-                        .streams
-                        .iter()
-                        .map(|s| json!({ "path": s, "conflictsWith": owner_of(&format!("stream {s}")) }))
-                        .collect(),
-                ),
-                None => (vec![], vec![]),
-            };
+            let routes = view.routes_json(conflicts);
+            let streams = view.streams_json(conflicts, |_| Map::new());
             let error = view.error.as_ref().map(|(e, _)| {
                 let at = location(&view.name, &e.message);
                 json!({

@@ -21,11 +21,11 @@
 //! - `registry`   the route table built from loaded scripts (conflicts, lookups)
 //! - `streams`    the stream hub: per-stream broadcast, SSE and WebSocket frames encoded once
 //! - `script_files` reading script files off the async workers: size cap, unchanged-file skip, no symlinks out
-//! - `services`   what a script's sandbox reaches (hub, fetch), as one value
 //! - `fetch`      outbound `fetch`: allow-list, checked DNS, redirects, caps
 //! - `websocket`  WebSocket clients: script handlers, `client.send`, the WIT `websocket` host
 //! - `watcher`    hot reload: folder events → `App::reconcile`
 //! - `server`     warp: dispatch to scripts, SSE responses, route browser, errors
+//! - `script_view` a script as `/_engine`, metrics and `check` show it: status, routes, streams
 //! - `script_names` which files are scripts (`*.js`, `*.ts`), `.js`/`.ts` twins
 //! - `typescript` strips types from `*.ts` scripts, keeping lines and columns
 //! - `check`      `aiwebengine check`: load scripts without serving, report, exit 0/1
@@ -57,6 +57,7 @@ pub mod route_path;
 pub mod script;
 pub mod script_files;
 pub mod script_names;
+pub mod script_view;
 pub mod server;
 pub mod services;
 pub mod storage;

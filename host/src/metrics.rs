@@ -19,7 +19,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
 
@@ -36,6 +36,11 @@ pub const ENGINE: &str = "_engine";
 /// Request duration buckets, in seconds: 0.5 ms to 10 s.
 const DURATION_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Storage commit buckets, in seconds: 0.1 ms (in memory) to 2.5 s (a stalled disk).
+const COMMIT_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5,
 ];
 
 /// Methods kept as label values; anything else is counted as `OTHER`.
@@ -154,6 +159,93 @@ impl StreamMetrics {
     }
 }
 
+/// A storage call a script made, as the `op` label names it.
+#[derive(Clone, Copy, Debug)]
+pub enum StorageOp {
+    Get,
+    Set,
+    Delete,
+    List,
+    Clear,
+}
+
+/// Counter handles of one storage namespace, resolved when it is opened.
+#[derive(Clone)]
+pub struct StorageMetrics {
+    get: IntCounter,
+    set: IntCounter,
+    delete: IntCounter,
+    list: IntCounter,
+    clear: IntCounter,
+    type_errors: IntCounter,
+    range_errors: IntCounter,
+    failures: IntCounter,
+    committed: IntCounter,
+    commit_failed: IntCounter,
+    discarded: IntCounter,
+    commit_seconds: Histogram,
+}
+
+impl StorageMetrics {
+    /// Handles registered nowhere: for storage opened without an engine
+    /// (`aiwebengine storage` on a stopped data dir, unit tests).
+    pub fn detached() -> StorageMetrics {
+        let c = || IntCounter::new("detached", "detached").expect("a valid counter");
+        StorageMetrics {
+            get: c(),
+            set: c(),
+            delete: c(),
+            list: c(),
+            clear: c(),
+            type_errors: c(),
+            range_errors: c(),
+            failures: c(),
+            committed: c(),
+            commit_failed: c(),
+            discarded: c(),
+            commit_seconds: Histogram::with_opts(HistogramOpts::new("detached", "detached"))
+                .expect("a valid histogram"),
+        }
+    }
+
+    /// One call of the script API.
+    pub fn op(&self, op: StorageOp) {
+        match op {
+            StorageOp::Get => &self.get,
+            StorageOp::Set => &self.set,
+            StorageOp::Delete => &self.delete,
+            StorageOp::List => &self.list,
+            StorageOp::Clear => &self.clear,
+        }
+        .inc();
+    }
+
+    /// A call refused with a `TypeError`, a `RangeError`, or failed (quota, I/O).
+    pub fn error(&self, error: &crate::storage::StorageError) {
+        use crate::storage::StorageError;
+        match error {
+            StorageError::Type(_) => &self.type_errors,
+            StorageError::Range(_) => &self.range_errors,
+            StorageError::Failed(_) => &self.failures,
+        }
+        .inc();
+    }
+
+    /// A turn's writes reached the backend's acknowledgement after `elapsed`.
+    pub fn commit(&self, ok: bool, elapsed: Duration) {
+        match ok {
+            true => self.committed.inc(),
+            false => self.commit_failed.inc(),
+        }
+        self.commit_seconds.observe(elapsed.as_secs_f64());
+    }
+
+    /// A turn that wrote something failed, and its writes were dropped.
+    pub fn discarded(&self) {
+        self.discarded.inc();
+    }
+}
+
 /// The state gauges, read at scrape time.
 pub struct Snapshot {
     /// (status, scripts): "ok", "error", "conflict".
@@ -162,6 +254,8 @@ pub struct Snapshot {
     pub queue_depths: Vec<(String, i64)>,
     /// (stream path, subscribers).
     pub subscribers: Vec<(String, i64)>,
+    /// (storage namespace, keys, bytes), durable data.
+    pub storage: Vec<(String, i64, i64)>,
 }
 
 pub struct Metrics {
@@ -181,6 +275,12 @@ pub struct Metrics {
     queue_depth: IntGaugeVec,
     scripts: IntGaugeVec,
     subscribers: IntGaugeVec,
+    storage_ops: IntCounterVec,
+    storage_errors: IntCounterVec,
+    storage_commits: IntCounterVec,
+    storage_commit_seconds: HistogramVec,
+    storage_keys: IntGaugeVec,
+    storage_bytes: IntGaugeVec,
     /// One scrape at a time: state gauges are reset and refilled for each.
     scrape: Mutex<()>,
 }
@@ -327,6 +427,47 @@ impl Metrics {
                 "Subscribers connected to a stream.",
                 &["stream"],
             ),
+            storage_ops: counter(
+                &r,
+                "storage_operations_total",
+                "Storage calls by scripts, by namespace and op (get, set, delete, list, clear; increment is a get and a set).",
+                &["namespace", "op"],
+            ),
+            storage_errors: counter(
+                &r,
+                "storage_errors_total",
+                "Storage calls that threw: kind type (TypeError), range (RangeError) or failed (quota, I/O, backend down).",
+                &["namespace", "kind"],
+            ),
+            storage_commits: counter(
+                &r,
+                "storage_commits_total",
+                "Turns with writes, by outcome: ok (durable), failed (the backend refused or failed), discarded (the turn failed; nothing written).",
+                &["namespace", "outcome"],
+            ),
+            storage_commit_seconds: register(
+                &r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "aiwebengine_storage_commit_duration_seconds",
+                        "Time from a turn's end to its writes being durable (what its responses wait for).",
+                    )
+                    .buckets(COMMIT_BUCKETS.to_vec()),
+                    &["namespace"],
+                ),
+            ),
+            storage_keys: gauge(
+                &r,
+                "storage_keys",
+                "Durable keys in a storage namespace.",
+                &["namespace"],
+            ),
+            storage_bytes: gauge(
+                &r,
+                "storage_bytes",
+                "Durable bytes (keys plus values) in a storage namespace, what the quota counts.",
+                &["namespace"],
+            ),
             registry: r,
             scrape: Mutex::new(()),
         }
@@ -378,6 +519,30 @@ impl Metrics {
         }
     }
 
+    /// The handles of one storage namespace.
+    pub fn storage(&self, namespace: &str) -> StorageMetrics {
+        let op = |op: &str| self.storage_ops.with_label_values(&[namespace, op]);
+        let error = |kind: &str| self.storage_errors.with_label_values(&[namespace, kind]);
+        let commit = |outcome: &str| {
+            self.storage_commits
+                .with_label_values(&[namespace, outcome])
+        };
+        StorageMetrics {
+            get: op("get"),
+            set: op("set"),
+            delete: op("delete"),
+            list: op("list"),
+            clear: op("clear"),
+            type_errors: error("type"),
+            range_errors: error("range"),
+            failures: error("failed"),
+            committed: commit("ok"),
+            commit_failed: commit("failed"),
+            discarded: commit("discarded"),
+            commit_seconds: self.storage_commit_seconds.with_label_values(&[namespace]),
+        }
+    }
+
     pub fn reload(&self, outcome: Reload) {
         self.reloads.with_label_values(&[outcome.label()]).inc();
     }
@@ -399,6 +564,14 @@ impl Metrics {
         }
         set_all(&self.queue_depth, snapshot.queue_depths);
         set_all(&self.subscribers, snapshot.subscribers);
+        self.storage_keys.reset();
+        self.storage_bytes.reset();
+        for (namespace, keys, bytes) in snapshot.storage {
+            self.storage_keys.with_label_values(&[&namespace]).set(keys);
+            self.storage_bytes
+                .with_label_values(&[&namespace])
+                .set(bytes);
+        }
         TextEncoder::new()
             .encode_to_string(&self.registry.gather())
             .unwrap_or_else(|e| {
@@ -438,6 +611,7 @@ mod tests {
             scripts_by_status: vec![("ok", 1)],
             queue_depths: vec![("a.js".into(), 0)],
             subscribers: vec![],
+            storage: vec![],
         });
         assert_eq!(
             sample(
@@ -474,6 +648,7 @@ mod tests {
             scripts_by_status: vec![],
             queue_depths: names.iter().map(|n| (n.to_string(), 0)).collect(),
             subscribers: vec![],
+            storage: vec![],
         };
         assert!(m.render(snap(&["a.js"])).contains(r#"script="a.js""#));
         assert!(!m.render(snap(&["b.js"])).contains(r#"script="a.js""#));
@@ -494,6 +669,7 @@ mod tests {
             scripts_by_status: vec![],
             queue_depths: vec![],
             subscribers: vec![],
+            storage: vec![],
         });
         for (line, value) in [
             (
@@ -516,5 +692,44 @@ mod tests {
         ] {
             assert_eq!(sample(&text, line), Some(value), "{line} in\n{text}");
         }
+    }
+
+    #[test]
+    fn storage_handles_count_ops_errors_and_commits() {
+        let m = Metrics::new();
+        let s = m.storage("chat");
+        s.op(StorageOp::Get);
+        s.op(StorageOp::Get);
+        s.op(StorageOp::Set);
+        s.error(&crate::storage::StorageError::Range("too big".into()));
+        s.commit(true, Duration::from_micros(300));
+        s.commit(false, Duration::from_millis(2));
+        s.discarded();
+        let text = m.render(Snapshot {
+            scripts_by_status: vec![],
+            queue_depths: vec![],
+            subscribers: vec![],
+            storage: vec![("chat".into(), 3, 120)],
+        });
+        for (name, labels, value) in [
+            ("operations_total", r#"namespace="chat",op="get""#, 2.0),
+            ("operations_total", r#"namespace="chat",op="set""#, 1.0),
+            ("errors_total", r#"kind="range",namespace="chat""#, 1.0),
+            ("commits_total", r#"namespace="chat",outcome="ok""#, 1.0),
+            ("commits_total", r#"namespace="chat",outcome="failed""#, 1.0),
+            (
+                "commits_total",
+                r#"namespace="chat",outcome="discarded""#,
+                1.0,
+            ),
+            ("commit_duration_seconds_count", r#"namespace="chat""#, 2.0),
+            ("keys", r#"namespace="chat""#, 3.0),
+            ("bytes", r#"namespace="chat""#, 120.0),
+        ] {
+            let line = format!("aiwebengine_storage_{name}{{{labels}}}");
+            assert_eq!(sample(&text, &line), Some(value), "{line} in\n{text}");
+        }
+        // Detached handles count without a registry behind them.
+        StorageMetrics::detached().op(StorageOp::Clear);
     }
 }

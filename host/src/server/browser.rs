@@ -4,7 +4,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use warp::http::{header, HeaderValue};
 use warp::reply::Response;
 use warp::Filter;
@@ -50,41 +50,16 @@ pub fn snapshot(app: &App) -> Value {
         .into_iter()
         .map(|view| {
             let conflicts = table.conflicts.get(&view.name).cloned().unwrap_or_default();
-            let conflict_of = |what: &str| {
-                conflicts
-                    .iter()
-                    .find(|c| c.what == what)
-                    .map(|c| c.owner.clone())
-            };
-            let (routes, streams) = match &view.live {
-                Some(live) => (
-                    live.registrations
-                        .routes
-                        .iter()
-                        .map(|r| {
-                            json!({
-                                "method": r.method,
-                                "path": r.path.source,
-                                "conflictsWith": conflict_of(&format!("{} {}", r.method, r.path.source)),
-                            })
-                        })
-                        .collect(),
-                    live.registrations
-                        .streams
-                        .iter()
-                        .map(|s| {
-                            json!({
-                                "path": s,
-                                "subscribers": app.hub.subscriber_count(s),
-                                "websocket": app.hub.websocket_count(s),
-                                "sse": app.hub.subscriber_count(s).saturating_sub(app.hub.websocket_count(s)),
-                                "conflictsWith": conflict_of(&format!("stream {s}")),
-                            })
-                        })
-                        .collect(),
-                ),
-                None => (vec![], vec![]),
-            };
+            let routes = view.routes_json(&conflicts);
+            let streams = view.streams_json(&conflicts, |path| {
+                let all = app.hub.subscriber_count(path);
+                let websocket = app.hub.websocket_count(path);
+                let mut counts = Map::new();
+                counts.insert("subscribers".into(), json!(all));
+                counts.insert("websocket".into(), json!(websocket));
+                counts.insert("sse".into(), json!(all.saturating_sub(websocket)));
+                counts
+            });
             let status = view.status(&conflicts);
             let storage = match app.storage.usage(&view.name) {
                 Ok(usage) => json!({ "keys": usage.keys, "bytes": usage.bytes }),

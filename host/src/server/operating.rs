@@ -66,9 +66,16 @@ fn snapshot(app: &App) -> Snapshot {
         .stream_paths()
         .map(|path| (path.to_string(), app.hub.subscriber_count(path) as i64))
         .collect();
+    let storage = app
+        .storage
+        .usages()
+        .into_iter()
+        .map(|(namespace, usage)| (namespace, usage.keys as i64, usage.bytes as i64))
+        .collect();
     Snapshot {
         scripts_by_status: by_status,
         queue_depths,
         subscribers,
+        storage,
     }
 }

@@ -3,8 +3,22 @@
 
 use crate::bindings::aiwebengine::script::storage::{Host, StorageError as WitError};
 use crate::host_state::HostState;
+use crate::metrics::{StorageMetrics, StorageOp};
 
 use super::StorageError;
+
+/// Counts one call and, when it threw, its error.
+fn counted<T>(
+    metrics: &StorageMetrics,
+    op: StorageOp,
+    result: Result<T, StorageError>,
+) -> Result<T, WitError> {
+    metrics.op(op);
+    result.map_err(|e| {
+        metrics.error(&e);
+        wit(e)
+    })
+}
 
 fn wit(e: StorageError) -> WitError {
     match e {
@@ -16,15 +30,21 @@ fn wit(e: StorageError) -> WitError {
 
 impl Host for HostState {
     fn get(&mut self, key: String) -> Result<Option<String>, WitError> {
-        self.storage.get(&key).map_err(wit)
+        counted(
+            &self.storage.metrics,
+            StorageOp::Get,
+            self.storage.get(&key),
+        )
     }
 
     fn set(&mut self, key: String, json: String) -> Result<(), WitError> {
-        self.storage.set(&key, json).map_err(wit)
+        let result = self.storage.set(&key, json);
+        counted(&self.storage.metrics, StorageOp::Set, result)
     }
 
     fn remove(&mut self, key: String) -> Result<bool, WitError> {
-        self.storage.remove(&key).map_err(wit)
+        let result = self.storage.remove(&key);
+        counted(&self.storage.metrics, StorageOp::Delete, result)
     }
 
     fn scan(
@@ -33,18 +53,18 @@ impl Host for HostState {
         after: Option<String>,
         limit: u32,
     ) -> Result<Vec<(String, String)>, WitError> {
-        if limit > 1000 {
-            return Err(WitError::RangeError(format!(
+        let result = match limit {
+            0..=1000 => self.storage.scan(&prefix, after.as_deref(), limit as usize),
+            _ => Err(StorageError::Range(format!(
                 "storage.list: limit must be at most 1000, got {limit}"
-            )));
-        }
-        self.storage
-            .scan(&prefix, after.as_deref(), limit as usize)
-            .map_err(wit)
+            ))),
+        };
+        counted(&self.storage.metrics, StorageOp::List, result)
     }
 
     fn clear(&mut self) -> Result<(), WitError> {
-        self.storage.clear().map_err(wit)
+        let result = self.storage.clear();
+        counted(&self.storage.metrics, StorageOp::Clear, result)
     }
 
     fn discard_turn(&mut self) {

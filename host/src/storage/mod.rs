@@ -21,6 +21,8 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
 
+use crate::metrics::{Metrics, StorageMetrics};
+
 pub use namespace::{Namespace, Turn};
 pub use store::{Store, Usage};
 
@@ -57,6 +59,8 @@ pub struct Storage {
     store: Arc<dyn Store>,
     limits: StorageLimits,
     namespaces: Mutex<HashMap<String, Arc<Namespace>>>,
+    /// Where each namespace's operations are counted; none: nowhere.
+    metrics: Option<Arc<Metrics>>,
     /// Where the database lives (none: in memory) and the token that lets
     /// `aiwebengine storage` reach a running server.
     pub admin: Option<backup::Admin>,
@@ -85,8 +89,26 @@ impl Storage {
             store,
             limits,
             namespaces: Mutex::new(HashMap::new()),
+            metrics: None,
             admin: None,
         }
+    }
+
+    /// Counts every namespace's operations and commits in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Storage {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// (namespace, durable keys, durable bytes) of every namespace opened so far.
+    pub fn usages(&self) -> Vec<(String, Usage)> {
+        let namespaces = self.namespaces.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<(String, Usage)> = namespaces
+            .iter()
+            .map(|(name, ns)| (name.clone(), ns.usage()))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 
     pub fn limits(&self) -> StorageLimits {
@@ -106,6 +128,10 @@ impl Storage {
             self.store.clone(),
             self.limits,
             usage,
+            match &self.metrics {
+                Some(m) => m.storage(name),
+                None => StorageMetrics::detached(),
+            },
         ));
         namespaces.insert(name.to_string(), ns.clone());
         Ok(ns)

@@ -20,8 +20,11 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use std::time::Instant;
+
 use super::store::{Ack, Change, Commit, Delta, Shared, Store, Usage};
 use super::{StorageError, StorageLimits, MAX_KEY_BYTES};
+use crate::metrics::StorageMetrics;
 
 /// A value, or `None` for a deletion.
 type Value = Option<Arc<[u8]>>;
@@ -33,6 +36,8 @@ pub struct Namespace {
     shared: Arc<Shared>,
     turn_lock: Mutex<()>,
     state: Mutex<State>,
+    /// Its operations, commits and failures (`metrics.rs`).
+    pub metrics: StorageMetrics,
 }
 
 #[derive(Default)]
@@ -62,6 +67,7 @@ impl Namespace {
         store: Arc<dyn Store>,
         limits: StorageLimits,
         usage: Usage,
+        metrics: StorageMetrics,
     ) -> Namespace {
         Namespace {
             name,
@@ -73,6 +79,7 @@ impl Namespace {
                 epoch: 1,
                 ..State::default()
             }),
+            metrics,
         }
     }
 
@@ -300,6 +307,9 @@ impl Turn<'_> {
         let had = !state.writes.is_empty();
         state.writes.clear();
         state.turn_delta = Delta::default();
+        if had {
+            self.namespace.metrics.discarded();
+        }
         had
     }
 
@@ -320,6 +330,12 @@ impl Turn<'_> {
         }
         let writes = std::mem::take(&mut state.writes);
         drop(state);
+        let metrics = ns.metrics.clone();
+        let started = Instant::now();
+        let ack: Ack = Box::new(move |outcome| {
+            metrics.commit(outcome.is_ok(), started.elapsed());
+            ack(outcome)
+        });
         let change = Change::Writes(
             writes
                 .into_iter()
@@ -401,6 +417,7 @@ mod tests {
     use super::super::store::{Change, Commit, Store, Usage};
     use super::super::StorageLimits;
     use super::Namespace;
+    use crate::metrics::StorageMetrics;
 
     /// A store whose commits wait in a queue until the test settles them.
     #[derive(Default)]
@@ -482,6 +499,7 @@ mod tests {
             store.clone(),
             StorageLimits::default(),
             Usage::default(),
+            StorageMetrics::detached(),
         );
         (store, ns)
     }
@@ -589,7 +607,13 @@ mod tests {
             max_value_bytes: 100,
             quota_bytes: 25,
         };
-        let ns = Namespace::new(Arc::from("q"), store, limits, Usage::default());
+        let ns = Namespace::new(
+            Arc::from("q"),
+            store,
+            limits,
+            Usage::default(),
+            StorageMetrics::detached(),
+        );
         let _first = turn(&ns, |ns| ns.set("a", "x".repeat(10)).unwrap());
         let t = ns.begin();
         ns.set("b", "y".repeat(10)).unwrap(); // 11 + 11 bytes

@@ -550,3 +550,75 @@ async fn a_non_loopback_listener_without_a_token_closes_engine_paths() {
     assert_eq!(res.status(), 200, "a token opens it again");
     assert_eq!(server.get_text("/_engine/routes").await.0, 401);
 }
+
+#[tokio::test]
+async fn storage_operations_commits_and_usage_are_counted() {
+    let kv = fixture("storage_kv.js");
+    let server = TestServer::start_with(&[("kv.js", &kv)], |s| {
+        s.data_dir = Some(s.scripts_dir.with_extension("data"));
+    })
+    .await;
+    let put = |key: &str, body: &str| {
+        server
+            .client
+            .put(server.url(&format!("/kv/{key}")))
+            .body(body.to_string())
+            .send()
+    };
+    assert_eq!(put("a", "1").await.unwrap().status(), 200);
+    assert_eq!(put("b", r#""hello""#).await.unwrap().status(), 200);
+    assert_eq!(server.get_text("/kv/a").await.0, 200);
+    assert_eq!(server.get_text("/kv/missing").await.0, 200);
+    let deleted = server.client.delete(server.url("/kv/a")).send().await;
+    assert_eq!(deleted.unwrap().status(), 200);
+    // Two sets, then a throw: the turn is discarded.
+    assert_eq!(server.post_text("/throw", "").await.0, 500);
+    // A key over 1024 bytes: storage.get throws a RangeError.
+    let long = "k".repeat(1100);
+    assert_eq!(server.get_text(&format!("/kv/{long}")).await.0, 500);
+
+    let text = server.get("/_engine/metrics").await.text().await.unwrap();
+    promtool_check(&text);
+    let m = Scrape(parse(&text));
+    let ops = |op: &str| {
+        m.get(
+            "aiwebengine_storage_operations_total",
+            &[("namespace", "kv"), ("op", op)],
+        )
+    };
+    assert_eq!(ops("get"), 3.0, "{text}");
+    assert_eq!(ops("set"), 4.0);
+    assert_eq!(ops("delete"), 1.0);
+    let commits = |outcome: &str| {
+        m.get(
+            "aiwebengine_storage_commits_total",
+            &[("namespace", "kv"), ("outcome", outcome)],
+        )
+    };
+    assert_eq!(commits("ok"), 3.0);
+    assert_eq!(commits("discarded"), 1.0);
+    assert_eq!(commits("failed"), 0.0);
+    assert_eq!(
+        m.get(
+            "aiwebengine_storage_errors_total",
+            &[("namespace", "kv"), ("kind", "range")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        m.get(
+            "aiwebengine_storage_commit_duration_seconds_count",
+            &[("namespace", "kv")]
+        ),
+        3.0
+    );
+    // Only "b" = "\"hello\"" is left: one key of 1 + 7 bytes.
+    assert_eq!(
+        m.get("aiwebengine_storage_keys", &[("namespace", "kv")]),
+        1.0
+    );
+    assert_eq!(
+        m.get("aiwebengine_storage_bytes", &[("namespace", "kv")]),
+        8.0
+    );
+}
