@@ -110,7 +110,7 @@ pub const HEALTH_PATHS: [&str; 2] = ["/_engine/health/live", "/_engine/health/re
 /// Is `path` (raw, as sent) one of the engine's guarded paths? Decoded and
 /// with repeated slashes folded first, so `//%5Fengine/routes` is caught too.
 pub fn is_protected(path: &str) -> bool {
-    let decoded = percent_decode(path);
+    let decoded = super::dispatch::percent_decode(path);
     let mut folded = String::with_capacity(decoded.len());
     for c in decoded.chars() {
         if !(c == '/' && folded.ends_with('/')) {
@@ -119,24 +119,6 @@ pub fn is_protected(path: &str) -> bool {
     }
     let engine = folded == "/_engine" || folded.starts_with("/_engine/");
     engine && !HEALTH_PATHS.contains(&folded.as_str())
-}
-
-fn percent_decode(s: &str) -> String {
-    let mut out = Vec::with_capacity(s.len());
-    let mut bytes = s.bytes();
-    while let Some(b) = bytes.next() {
-        if b == b'%' {
-            let mut ahead = bytes.clone();
-            let hex = |b: Option<u8>| b.and_then(|b| (b as char).to_digit(16));
-            if let (Some(h), Some(l)) = (hex(ahead.next()), hex(ahead.next())) {
-                out.push((h * 16 + l) as u8);
-                bytes = ahead;
-                continue;
-            }
-        }
-        out.push(b);
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

@@ -126,22 +126,10 @@ fn wants_event_stream(headers: &HeaderMap) -> bool {
 }
 
 /// Percent-decodes a path piece; bytes that do not form UTF-8 become U+FFFD.
-fn percent_decode(s: &str) -> String {
-    let hex = |b: u8| (b as char).to_digit(16);
-    let mut out = Vec::with_capacity(s.len());
-    let mut rest = s.as_bytes();
-    while let Some((&b, tail)) = rest.split_first() {
-        if let (b'%', [h, l, after @ ..]) = (b, tail) {
-            if let (Some(h), Some(l)) = (hex(*h), hex(*l)) {
-                out.push((h * 16 + l) as u8);
-                rest = after;
-                continue;
-            }
-        }
-        out.push(b);
-        rest = tail;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+pub(crate) fn percent_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// Lower-case names; repeated headers joined with ", " as HTTP allows.
