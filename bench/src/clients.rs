@@ -197,16 +197,19 @@ fn request(method: &str, path: &str, body: &str) -> String {
 pub fn counted(body: &str, stream: &str) -> usize {
     let compact: String = body.chars().filter(|c| !c.is_whitespace()).collect();
     let key = format!("\"path\":\"{stream}\"");
-    let Some(at) = compact.find(&key) else {
-        return 0;
-    };
-    let start = compact[..at].rfind('{').map_or(0, |i| i + 1);
-    let end = compact[at..].find('}').map_or(compact.len(), |i| at + i);
-    compact[start..end]
-        .split("\"subscribers\":")
-        .nth(1)
-        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|n| n.parse().ok())
+    // The same path may also be a route's ({"method":"GET","path":...}): the
+    // stream's object is the one with a subscriber count.
+    compact
+        .match_indices(&key)
+        .find_map(|(at, _)| {
+            let start = compact[..at].rfind('{').map_or(0, |i| i + 1);
+            let end = compact[at..].find('}').map_or(compact.len(), |i| at + i);
+            compact[start..end]
+                .split("\"subscribers\":")
+                .nth(1)
+                .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+                .and_then(|n| n.parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -481,7 +484,7 @@ mod tests {
 
     #[test]
     fn counts_a_stream_whatever_the_field_order() {
-        let engine = r#"{"scripts":[{"streams":[{"conflictsWith":null,"path":"/chat","sse":2,"subscribers":3,"websocket":1},{"path":"/wsroom","subscribers":7}]}]}"#;
+        let engine = r#"{"scripts":[{"routes":[{"method":"GET","path":"/chat"}],"streams":[{"conflictsWith":null,"path":"/chat","sse":2,"subscribers":3,"websocket":1},{"path":"/wsroom","subscribers":7}]}]}"#;
         assert_eq!(counted(engine, "/chat"), 3);
         assert_eq!(counted(engine, "/wsroom"), 7);
         let node = r#"{"streams": [{"path": "/x", "subscribers": 0}, {"subscribers": 12, "path": "/chat"}]}"#;
