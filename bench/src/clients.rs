@@ -179,7 +179,8 @@ fn subscribe(addr: &str, path: &str, ws: bool) -> Result<(TcpStream, Vec<u8>)> {
         );
         open(addr, &req, b"HTTP/1.1 101")
     } else {
-        let req = format!("GET {path} HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n");
+        let req =
+            format!("GET {path} HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n");
         open(addr, &req, b"HTTP/1.1 200")
     }
 }
@@ -214,8 +215,11 @@ pub fn counted(body: &str, stream: &str) -> usize {
 }
 
 fn subscribers_counted(addr: &str, stream: &str) -> usize {
-    let Ok((mut s, mut body)) = open(addr, &request("GET", "/_engine/routes", ""), b"HTTP/1.1 200")
-    else {
+    let Ok((mut s, mut body)) = open(
+        addr,
+        &request("GET", "/_engine/routes", ""),
+        b"HTTP/1.1 200",
+    ) else {
         return 0;
     };
     let _ = s.read_to_end(&mut body); // Connection: close
@@ -312,7 +316,11 @@ fn fan_out(
         let token = format!("tok-{round}\"");
         let mut post = TcpStream::connect(addr)?;
         post.set_nodelay(true)?;
-        let text = request("POST", post_path, &body.replace("{round}", &round.to_string()));
+        let text = request(
+            "POST",
+            post_path,
+            &body.replace("{round}", &round.to_string()),
+        );
         let t0 = Instant::now();
         post.write_all(text.as_bytes())?;
         post.set_nonblocking(true)?;
@@ -471,10 +479,7 @@ fn round_trips(addr: &str, stream: &str, trips: usize) -> Result<Vec<f64>> {
         look(&mut sent_buf, b"\0", "sending client")?;
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
     }
-    let (p50, p99) = (
-        crate::median(times.clone()),
-        crate::percentile(times, 0.99),
-    );
+    let (p50, p99) = (crate::median(times.clone()), crate::percentile(times, 0.99));
     Ok(vec![p50, p99])
 }
 

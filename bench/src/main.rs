@@ -291,7 +291,10 @@ async fn fan_out(b: &mut Bench) -> Result<()> {
                 .with_context(|| format!("{}: {n} subscribers", kind.name))?;
             tokio::time::sleep(Duration::from_millis(300)).await;
             let per_sub_kib = (server.rss()? as f64 - rss_before as f64) / n as f64 / 1024.0;
-            let times = c.go().await.with_context(|| format!("{}: fan-out", kind.name))?;
+            let times = c
+                .go()
+                .await
+                .with_context(|| format!("{}: fan-out", kind.name))?;
             b.say(&format!(
                 "| {} | {n} | {:.1} | {:.1} | {:.1} |",
                 kind.name,

@@ -39,7 +39,12 @@ pub async fn run(b: &mut Bench) -> Result<()> {
         for kind in contenders(b) {
             let server = Server::start(&kind, &b.seed).await?;
             let args = [
-                "fanout", "ws", &server.addr, PATH, "/wsroom/send", "tok-{round}",
+                "fanout",
+                "ws",
+                &server.addr,
+                PATH,
+                "/wsroom/send",
+                "tok-{round}",
             ]
             .iter()
             .map(|s| s.to_string())
@@ -49,7 +54,10 @@ pub async fn run(b: &mut Bench) -> Result<()> {
             c.ready()
                 .await
                 .with_context(|| format!("{}: {n} WebSocket subscribers", kind.name))?;
-            let times = c.go().await.with_context(|| format!("{}: fan-out", kind.name))?;
+            let times = c
+                .go()
+                .await
+                .with_context(|| format!("{}: fan-out", kind.name))?;
             b.say(&format!(
                 "| {} | {n} | {:.1} | {:.1} |",
                 kind.name,

@@ -124,7 +124,8 @@ pub async fn serve(app: &App, mut tcp: TcpStream, sub: Subscription) -> Result<(
             }
             break;
         }
-        idle.as_mut().reset(tokio::time::Instant::now() + keep_alive);
+        idle.as_mut()
+            .reset(tokio::time::Instant::now() + keep_alive);
     }
     let _ = tcp.shutdown().await;
     Ok(())
