@@ -242,7 +242,9 @@ async fn a_message_many_times_the_read_buffer_arrives_whole() {
     let server = room().await;
     let mut ws = connect(&server, "/room").await;
     next_json(&mut ws).await;
-    let big: String = (0..40_000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    let big: String = (0..40_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
     ws.send(Message::text(big.clone())).await.unwrap();
     assert_eq!(next_json(&mut ws).await["data"]["text"], big.as_str());
     ws.send(Message::text("z".repeat(70 << 10))).await.unwrap();
