@@ -7,6 +7,7 @@
 //! fan-out and memory per subscriber, memory and load time per script,
 //! hot-reload latency, WebSocket fan-out and round trip, durable storage. `--quick` shortens every run (for a smoke test).
 
+mod clients;
 mod http;
 mod servers;
 mod storage;
@@ -17,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use tokio::io::AsyncReadExt;
-use tokio::sync::mpsc;
 
+use clients::Clients;
 use servers::{Kind, Server};
 
 struct Bench {
@@ -256,109 +257,44 @@ async fn time_to_first_response(kind: &Kind, scripts: &Path) -> Result<f64> {
     Ok(ms)
 }
 
-/// Opens `n` subscribers to /chat and spawns a reader per subscriber that
-/// reports when it sees each round's token.
-async fn fan_out_subscribers(
-    addr: &str,
-    n: usize,
-) -> Result<(
-    mpsc::UnboundedReceiver<(usize, Instant)>,
-    Vec<tokio::task::JoinHandle<()>>,
-)> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let mut tasks = Vec::with_capacity(n);
-    for _ in 0..n {
-        let mut s = http::subscribe(addr, "/chat").await?;
-        let tx = tx.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut buf = Vec::new();
-            let mut chunk = vec![0u8; 4096];
-            let mut round = 0usize;
-            while let Ok(k) = s.read(&mut chunk).await {
-                if k == 0 {
-                    break;
-                }
-                buf.extend_from_slice(&chunk[..k]);
-                while let Some(at) = http::find(&buf, format!("tok-{round}\"").as_bytes()) {
-                    let _ = tx.send((round, Instant::now()));
-                    buf.drain(..at);
-                    round += 1;
-                }
-                if buf.len() > 1 << 16 {
-                    buf.drain(..buf.len() - 64);
-                }
-            }
-        }));
-    }
-    Ok((rx, tasks))
-}
-
-async fn subscriber_count(addr: &str) -> usize {
-    let Ok((200, body)) = http::once(addr, "GET", "/_engine/routes", "").await else {
-        return 0;
-    };
-    // {"path": "/chat", "subscribers": N} in either server's JSON (spacing differs).
-    let compact: String = body.chars().filter(|c| !c.is_whitespace()).collect();
-    compact
-        .split("\"path\":\"/chat\",\"subscribers\":")
-        .nth(1)
-        .or_else(|| {
-            compact
-                .split("\"subscribers\":")
-                .find(|s| s.contains("\"path\":\"/chat\""))
-        })
-        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
 async fn fan_out(b: &mut Bench) -> Result<()> {
     let sizes: &[usize] = if b.quick { &[1000] } else { &[1000, 10_000] };
     let rounds = if b.quick { 3 } else { 5 };
     b.say("\n## Fan-out: POST /chat/send to the last subscriber of /chat receiving it\n");
-    b.say(&format!("Median of {rounds} broadcasts; the subscribers are raw sockets in the bench process (which shares the 2 cores).\n"));
+    b.say(&format!(
+        "Median of {rounds} broadcasts; the subscribers are raw sockets; {}.\n",
+        clients::placement()
+    ));
     b.say(
         "| server | subscribers | fan-out ms (median) | worst ms | RSS per idle subscriber KiB |",
     );
     b.say("|---|---:|---:|---:|---:|");
     for &n in sizes {
         for kind in b.contenders() {
-            let server = Server::start(&kind, &b.seed).await?;
+            let server = Server::start(&kind.pinned(), &b.seed).await?;
             let rss_before = server.rss()?;
-            let (mut rx, tasks) = fan_out_subscribers(&server.addr, n).await?;
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while subscriber_count(&server.addr).await < n {
-                if Instant::now() > deadline {
-                    bail!("{}: subscribers never reached {n}", kind.name);
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            let args = [
+                "fanout",
+                "sse",
+                &server.addr,
+                "/chat",
+                "/chat/send",
+                r#"{"user":"bench","message":"tok-{round}"}"#,
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([n.to_string(), rounds.to_string()])
+            .collect::<Vec<_>>();
+            let mut c = Clients::spawn(&args).await?;
+            c.ready()
+                .await
+                .with_context(|| format!("{}: {n} subscribers", kind.name))?;
             tokio::time::sleep(Duration::from_millis(300)).await;
             let per_sub_kib = (server.rss()? as f64 - rss_before as f64) / n as f64 / 1024.0;
-            let mut times = Vec::new();
-            for round in 0..rounds {
-                let body = format!("{{\"user\":\"bench\",\"message\":\"tok-{round}\"}}");
-                let t0 = Instant::now();
-                let (status, _) = http::once(&server.addr, "POST", "/chat/send", &body).await?;
-                if status != 200 {
-                    bail!("{}: POST /chat/send answered {status}", kind.name);
-                }
-                let mut last = t0;
-                let mut got = 0;
-                while got < n {
-                    let (r, at) = tokio::time::timeout(Duration::from_secs(30), rx.recv())
-                        .await
-                        .context("a subscriber never got the message")?
-                        .context("readers ended")?;
-                    if r == round {
-                        got += 1;
-                        last = last.max(at);
-                    }
-                }
-                times.push(last.duration_since(t0).as_secs_f64() * 1000.0);
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            tasks.iter().for_each(|t| t.abort());
+            let times = c
+                .go()
+                .await
+                .with_context(|| format!("{}: fan-out", kind.name))?;
             b.say(&format!(
                 "| {} | {n} | {:.1} | {:.1} | {:.1} |",
                 kind.name,
@@ -499,9 +435,16 @@ async fn version(program: &Path) -> String {
     }
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // The subscriber sockets' own process (see clients.rs).
+    if args.first().is_some_and(|a| a == "--clients") {
+        return clients::main(args.get(1..).unwrap_or_default());
+    }
+    tokio::runtime::Runtime::new()?.block_on(bench(args))
+}
+
+async fn bench(args: Vec<String>) -> Result<()> {
     let quick = args.iter().any(|a| a == "--quick");
     let only: Vec<&str> = args
         .iter()

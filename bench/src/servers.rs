@@ -41,6 +41,21 @@ impl Kind {
         }
     }
 
+    /// The same server on the server's core (`clients::cores`), if pinning is possible.
+    pub fn pinned(&self) -> Kind {
+        let Some((cpu, _)) = crate::clients::cores() else {
+            return self.clone();
+        };
+        let mut args = vec!["-c".to_string(), cpu.to_string()];
+        args.push(self.program.display().to_string());
+        args.extend(self.args.iter().cloned());
+        Kind {
+            name: self.name.clone(),
+            program: PathBuf::from("taskset"),
+            args,
+        }
+    }
+
     pub fn is_engine(&self) -> bool {
         self.name.starts_with("aiwebengine")
     }

@@ -206,7 +206,7 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 64 << 10)]
     pub ws_max_message_bytes: usize,
     /// Messages a WebSocket client may send per second; more close the
-    /// connection with code 1008.
+    /// connection with code 1008 (0: no cap).
     #[arg(long, default_value_t = 100)]
     pub ws_messages_per_sec: u32,
     #[command(flatten)]

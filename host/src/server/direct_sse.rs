@@ -102,13 +102,18 @@ pub async fn serve(app: &App, mut tcp: TcpStream, sub: Subscription) -> Result<(
     let keep_alive = app.settings.keep_alive;
     let mut frames = std::pin::pin!(frames);
     let mut peer_gone = [0u8; 1];
+    // One timer for the whole connection, pushed back after each write: a
+    // later deadline is a lock-free update in tokio, where a fresh `timeout`
+    // per frame took the timer wheel's lock twice per subscriber per message.
+    let idle = tokio::time::sleep(keep_alive);
+    let mut idle = std::pin::pin!(idle);
     loop {
         let out: Bytes = tokio::select! {
-            frame = tokio::time::timeout(keep_alive, frames.next()) => match frame {
-                Ok(Some(bytes)) => bytes,
-                Ok(None) => break, // the stream went away, or we lagged too far
-                Err(_idle) => Bytes::from_static(KEEP_ALIVE),
+            frame = frames.next() => match frame {
+                Some(bytes) => bytes,
+                None => break, // the stream went away, or we lagged too far
             },
+            () = &mut idle => Bytes::from_static(KEEP_ALIVE),
             // A subscriber only ever sends its request; a read that returns
             // means it closed (or misbehaves): either way, we are done.
             _ = tcp.read(&mut peer_gone) => break,
@@ -119,6 +124,8 @@ pub async fn serve(app: &App, mut tcp: TcpStream, sub: Subscription) -> Result<(
             }
             break;
         }
+        idle.as_mut()
+            .reset(tokio::time::Instant::now() + keep_alive);
     }
     let _ = tcp.shutdown().await;
     Ok(())

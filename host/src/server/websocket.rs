@@ -93,6 +93,7 @@ pub fn upgrade(
         match on_upgrade.await {
             Ok(upgraded) => {
                 let config = WebSocketConfig::default()
+                    .read_buffer_size(READ_BUFFER_BYTES)
                     .max_message_size(Some(app.settings.ws_max_message_bytes))
                     .max_frame_size(Some(app.settings.ws_max_message_bytes));
                 let ws = WebSocketStream::from_raw_socket(
@@ -116,6 +117,14 @@ pub fn upgrade(
     }
     res
 }
+
+/// The connection's read buffer. tungstenite zero-fills its whole read buffer
+/// before every read attempt, and the connection polls for a client frame each
+/// time it wakes (for a broadcast too): at tungstenite's default of 128 KiB
+/// that was a 128 KiB memset per subscriber per message, most of the fan-out's
+/// time, and 128 KiB of touched memory per connection. Client frames are
+/// small; a bigger one takes a few reads.
+const READ_BUFFER_BYTES: usize = 4 << 10;
 
 /// How long a closing connection waits for the peer's close reply.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);

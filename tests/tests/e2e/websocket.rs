@@ -237,6 +237,21 @@ async fn an_oversized_message_closes_with_1009() {
 }
 
 #[tokio::test]
+async fn a_message_many_times_the_read_buffer_arrives_whole() {
+    // The server reads client frames 4 KiB at a time; the default cap is 64 KiB.
+    let server = room().await;
+    let mut ws = connect(&server, "/room").await;
+    next_json(&mut ws).await;
+    let big: String = (0..40_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    ws.send(Message::text(big.clone())).await.unwrap();
+    assert_eq!(next_json(&mut ws).await["data"]["text"], big.as_str());
+    ws.send(Message::text("z".repeat(70 << 10))).await.unwrap();
+    assert_eq!(close_code(&mut ws).await, Some(CloseCode::Size));
+}
+
+#[tokio::test]
 async fn a_flooding_client_is_closed_with_1008() {
     let server = room_with(|s| s.ws_messages_per_sec = 5).await;
     let mut ws = connect(&server, "/plain").await;
