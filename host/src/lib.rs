@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //! - `cli`        the command line
+//! - `cluster`    cluster mode over Redis: the link, cluster-wide streams, node heartbeats
 //! - `app`        shared state: settings, scripts by file name, the live route table
 //! - `fd_limit`   `--max-connections` sized from the file-descriptor limit
 //! - `engine`     wasmtime: engine config, the compiled guest (cached), the linker
@@ -42,6 +43,7 @@ pub mod app;
 pub mod bindings;
 pub mod check;
 pub mod cli;
+pub mod cluster;
 pub mod console;
 pub mod engine;
 pub mod fd_limit;
