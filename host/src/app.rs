@@ -163,7 +163,12 @@ impl App {
         let wasm = WasmEngine::new(settings.cache_dir.as_deref(), settings.limits)?;
         let hub = Arc::new(Hub::with_metrics(settings.hub, metrics.clone()));
         let cluster = match &settings.redis {
-            Some(url) => Some(Cluster::start(url, settings.node_name.clone(), &hub)?),
+            Some(url) => Some(Cluster::start(
+                url,
+                settings.node_name.clone(),
+                &hub,
+                metrics.clone(),
+            )?),
             None => None,
         };
         let services = Services {
