@@ -422,7 +422,11 @@ fn the_storage_command_restores_and_dumps_through_redis() {
         .args(["storage", "dump", "kv", "--redis", &redis.url()])
         .output()
         .unwrap();
-    assert!(dumped.status.success());
+    assert!(
+        dumped.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dumped.stderr)
+    );
     assert_eq!(
         String::from_utf8_lossy(&dumped.stdout),
         "{\"key\":\"a\",\"value\":{\"x\":1}}\n{\"key\":\"b\",\"value\":2}\n"

@@ -181,10 +181,10 @@ impl Storage {
     pub fn dump(&self, name: &str) -> Result<Vec<(String, Vec<u8>)>> {
         let lease = self.store.lease(name)?;
         let out = self.pages(name);
-        if let Some(lease) = lease {
-            self.store.release(name, lease.token);
+        match lease {
+            Some(lease) => self.store.release_now(name, lease.token).and(out),
+            None => out,
         }
-        out
     }
 
     fn pages(&self, name: &str) -> Result<Vec<(String, Vec<u8>)>> {

@@ -197,6 +197,14 @@ impl Store for RedisStore {
             .map(Some)
     }
 
+    fn release_now(&self, namespace: &str, token: String) -> Result<()> {
+        let (leases, link) = (&self.leases, &self.link);
+        self.wait(CALL_DEADLINE, async {
+            leases.release(link, namespace, token).await;
+            Ok(())
+        })
+    }
+
     fn release(&self, namespace: &str, token: String) {
         let (leases, link, namespace) = (
             self.leases.clone(),

@@ -184,6 +184,14 @@ pub trait Store: Send + Sync {
         Ok(None)
     }
 
-    /// Gives back a lease whose turn commits nothing under it.
+    /// Gives back a lease whose turn commits nothing under it, in the
+    /// background: the turn's answers need not wait for it.
     fn release(&self, _namespace: &str, _token: String) {}
+
+    /// Gives back a lease and waits until it is given back (for a process
+    /// that may exit right after, such as `aiwebengine storage dump`).
+    fn release_now(&self, namespace: &str, token: String) -> Result<()> {
+        self.release(namespace, token);
+        Ok(())
+    }
 }
