@@ -21,7 +21,7 @@
 //! Everything after that — replay, rings, filters — is the same code.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use bytes::Bytes;
@@ -212,6 +212,12 @@ struct StreamChannel {
     window: Mutex<Window>,
     /// How many of the subscribers are WebSocket connections.
     websockets: Arc<AtomicUsize>,
+    /// When this node created the stream, in ms since the Unix epoch.
+    registered_ms: u64,
+    /// Cluster mode: the first id that is news to subscribers who came
+    /// without a `Last-Event-ID`; `u64::MAX` until the stream has caught up
+    /// with the cluster (`start_at`), so they wait for it. 0 on a single node.
+    live_from: Arc<AtomicU64>,
 }
 
 impl StreamChannel {
@@ -312,6 +318,12 @@ impl Drop for Subscription {
     }
 }
 
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// Every lock of the hub holds data that stays consistent between statements,
 /// so a panic elsewhere while one was held does not make it unusable.
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -386,6 +398,11 @@ impl Hub {
                 metrics: self.metrics.stream(path),
                 window: Mutex::new(Window::default()),
                 websockets: Arc::new(AtomicUsize::new(0)),
+                registered_ms: now_ms(),
+                live_from: Arc::new(AtomicU64::new(match self.publisher.get() {
+                    Some(_) => u64::MAX,
+                    None => 0,
+                })),
             })
         });
     }
@@ -477,32 +494,34 @@ impl Hub {
         self.read_streams().keys().cloned().collect()
     }
 
-    /// Fills the replay buffer of a stream nothing was delivered to yet with
-    /// the cluster's recent history `(id, json, filter)` (oldest first),
-    /// without sending it to anyone: a node that starts late replays what its
-    /// peers would. Returns false (and does nothing) once messages flowed.
-    pub fn seed(&self, path: &str, history: Vec<(u64, String, Params)>) -> bool {
+    /// Whether a cluster stream has caught up with the cluster since this
+    /// node created it (always true on a single node).
+    pub fn caught_up(&self, path: &str) -> bool {
+        self.get(path)
+            .is_some_and(|s| s.live_from.load(Ordering::Relaxed) != u64::MAX)
+    }
+
+    /// When this node created the stream at `path`, in ms since the Unix epoch.
+    pub fn registered_ms(&self, path: &str) -> Option<u64> {
+        self.get(path).map(|s| s.registered_ms)
+    }
+
+    /// A cluster stream's first catch-up: the cluster's messages go on from
+    /// `first`, and those from `live_from` on are news (published after this
+    /// node created the stream) for subscribers who came without a
+    /// `Last-Event-ID`; earlier ones are delivered too, so they fill the replay
+    /// buffer and reach subscribers resuming from before them, but are not
+    /// sent to the others. Returns false (and does nothing) if it caught up already.
+    pub fn start_at(&self, path: &str, first: u64, live_from: u64) -> bool {
         let Some(stream) = self.get(path) else {
             return false;
         };
         let mut state = lock(&stream.state);
-        if state.next_id != 1 || !state.replay.is_empty() {
+        if stream.live_from.load(Ordering::Relaxed) != u64::MAX {
             return false;
         }
-        for (id, json, filter) in history {
-            if id < state.next_id {
-                continue;
-            }
-            let filter = (!filter.is_empty()).then_some(filter);
-            let frame = Arc::new(Frame {
-                id,
-                bytes: encode_frame(Some(id), None, &json),
-                json: encode_json(Some(id), &json),
-                filter,
-            });
-            self.keep(&mut state, frame);
-            state.next_id = id + 1;
-        }
+        state.next_id = first.max(1);
+        stream.live_from.store(live_from, Ordering::Relaxed);
         true
     }
 
@@ -625,6 +644,15 @@ impl Hub {
         state.next_subscriber += 1;
         lock(&stream.subscribers).insert(id, params.clone());
         let mut first: Vec<Arc<Frame>> = Vec::new();
+        // A cluster stream that has not caught up yet knows nothing of the
+        // cluster's ids: a resuming subscriber gets everything after its id
+        // as it arrives, the others what is news (see `start_at`).
+        let waiting = stream.live_from.load(Ordering::Relaxed) == u64::MAX;
+        let live_from = (waiting && last_event_id.is_none()).then(|| stream.live_from.clone());
+        let (first_live, last_event_id) = match last_event_id {
+            Some(last) if waiting => (last + 1, None),
+            other => (first_live, other),
+        };
         if let Some(last) = last_event_id {
             stream.metrics.replays.inc();
             let oldest = state.replay.front().map_or(state.next_id, |f| f.id);
@@ -679,7 +707,12 @@ impl Hub {
             })
             .filter_map(move |item| {
                 let frame = match item {
-                    Ok(f) => (f.id >= first_live && f.reaches(&params)).then_some(Ok(f)),
+                    Ok(f) => (f.id >= first_live
+                        && live_from
+                            .as_ref()
+                            .is_none_or(|from| f.id >= from.load(Ordering::Relaxed))
+                        && f.reaches(&params))
+                    .then_some(Ok(f)),
                     Err(Lagged) => Some(Err(Lagged)),
                 };
                 futures_util::future::ready(frame)
@@ -1012,26 +1045,51 @@ mod cluster_tests {
         assert_eq!(hub.next_id("/s"), Some(3));
     }
 
+    struct Refuse;
+    impl Publisher for Refuse {
+        fn publish(
+            &self,
+            _: &str,
+            _: &str,
+            _: &Params,
+            floor: u64,
+            _: Settle,
+        ) -> Result<(), String> {
+            Err(format!("down (floor {floor})"))
+        }
+    }
+
     #[tokio::test]
-    async fn seeding_fills_replay_without_sending_and_only_once() {
-        let hub = hub();
-        let mut live = Box::pin(hub.subscribe("/s", None, vec![]).unwrap());
-        let history = (5..=8).map(|i| (i, i.to_string(), vec![])).collect();
-        assert!(hub.seed("/s", history));
-        assert_eq!(hub.next_id("/s"), Some(9));
-        assert!(
-            !hub.seed("/s", vec![(9, "9".into(), vec![])]),
-            "once messages flowed"
-        );
-        assert_eq!(hub.deliver("/s", 9, "9", vec![]), Delivered::Done);
+    async fn catching_up_sends_news_to_fresh_subscribers_and_more_to_resuming_ones() {
+        let hub = Hub::new(HubLimits::default());
+        hub.use_publisher(Arc::new(Refuse));
+        hub.ensure("/s");
+        assert!(!hub.caught_up("/s"));
+        // Subscribed before the node reached the cluster: one fresh, one resuming from 5.
+        let mut fresh = Box::pin(hub.subscribe("/s", None, vec![]).unwrap());
+        let mut resuming = Box::pin(hub.subscribe("/s", Some(5), vec![]).unwrap());
+        // The cluster's log holds 4..=8; 7 and 8 came after the stream was created here.
+        assert!(hub.start_at("/s", 4, 7));
+        assert!(!hub.start_at("/s", 1, 1), "once");
+        for i in 4..=8 {
+            assert_eq!(
+                hub.deliver("/s", i, &i.to_string(), vec![]),
+                Delivered::Done
+            );
+        }
         assert_eq!(
-            next(&mut live).await,
-            "id: 9\ndata: 9\n\n",
+            next(&mut fresh).await,
+            "id: 7\ndata: 7\n\n",
             "history is not news"
         );
-        // Replay keeps the last three: a reconnect from 6 gets 7, 8, 9.
+        assert_eq!(next(&mut resuming).await, "id: 6\ndata: 6\n\n");
+        assert_eq!(next(&mut resuming).await, "id: 7\ndata: 7\n\n");
+        // A reconnect later is replayed from the buffer as usual.
         let mut again = Box::pin(hub.subscribe("/s", Some(6), vec![]).unwrap());
         assert_eq!(next(&mut again).await, "id: 7\ndata: 7\n\n");
+        let mut late = Box::pin(hub.subscribe("/s", None, vec![]).unwrap());
+        hub.deliver("/s", 9, "9", vec![]);
+        assert_eq!(next(&mut late).await, "id: 9\ndata: 9\n\n");
     }
 
     #[tokio::test]
@@ -1052,19 +1110,6 @@ mod cluster_tests {
 
     #[test]
     fn a_publisher_numbers_instead_of_the_hub() {
-        struct Refuse;
-        impl Publisher for Refuse {
-            fn publish(
-                &self,
-                _: &str,
-                _: &str,
-                _: &Params,
-                floor: u64,
-                _: Settle,
-            ) -> Result<(), String> {
-                Err(format!("down (floor {floor})"))
-            }
-        }
         let hub = hub();
         hub.deliver("/s", 1, "1", vec![]);
         hub.use_publisher(Arc::new(Refuse));

@@ -11,6 +11,10 @@
 //! publishing node has seen (its `floor`), so ids keep growing, and the epoch
 //! lets every node see that the history before it is lost.
 //!
+//! Each log entry also notes Redis' clock (`t`, ms): a node catching up on a
+//! stream for the first time tells the messages published before it created
+//! the stream (history) from those after (news for its subscribers).
+//!
 //! Sends are queued to one task that writes them as a pipeline: a script can
 //! publish many messages without waiting for a round trip each, while its
 //! turn's answers wait for them to be accepted (`accepted.rs`).
@@ -29,14 +33,15 @@ use crate::streams::{Params, Publisher, Settle};
 const BATCH: usize = 512;
 
 const PUBLISH: &str = r"
+local t = redis.call('TIME')
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
-  local t = redis.call('TIME')
   epoch = t[1] .. '.' .. t[2]
   redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', ARGV[6])
 end
 local id = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], id .. '-0', 'd', ARGV[3], 'f', ARGV[4], 'e', epoch)
+local ms = tostring(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], id .. '-0', 'd', ARGV[3], 'f', ARGV[4], 'e', epoch, 't', ms)
 redis.call('PUBLISH', ARGV[1], ARGV[2] .. '\n' .. id .. '\n' .. epoch .. '\n' .. ARGV[4] .. '\n' .. ARGV[3])
 return id
 ";

@@ -41,6 +41,8 @@ struct Message {
     epoch: String,
     filter: Params,
     json: String,
+    /// When Redis logged it (ms since the Unix epoch); 0 from the channel.
+    at_ms: u64,
 }
 
 /// The channel's payload: `path \n id \n epoch \n filter \n json`.
@@ -53,6 +55,7 @@ fn parse(payload: &[u8]) -> Option<Message> {
         epoch: parts.next()?.to_string(),
         filter: decode_filter(parts.next()?)?,
         json: parts.next()?.to_string(),
+        at_ms: 0,
     })
 }
 
@@ -72,6 +75,7 @@ fn entry(path: &str, e: &StreamId) -> Option<Message> {
         epoch: e.get("e")?,
         filter: decode_filter(&e.get::<String>("f")?)?,
         json: e.get("d")?,
+        at_ms: e.get("t").unwrap_or(0),
     })
 }
 
@@ -161,10 +165,10 @@ impl Follower {
 
     /// A message from the channel.
     async fn take(&mut self, hub: &Hub, message: Message) {
-        let Some(next) = hub.next_id(&message.path) else {
+        if hub.next_id(&message.path).is_none() {
             return; // no such stream here
-        };
-        if self.behind.contains(&message.path) || next == 1 {
+        }
+        if self.behind.contains(&message.path) || !hub.caught_up(&message.path) {
             // Read the log up to this message first (seeding a new stream).
             if self
                 .catch_up(hub, &message.path, Some(message.id))
@@ -243,45 +247,59 @@ impl Follower {
 
     /// Brings `path` up to date with its log, up to (not including) `before`.
     async fn catch_up(&mut self, hub: &Hub, path: &str, before: Option<u64>) -> RedisResult<()> {
-        let Some(next) = hub.next_id(path) else {
+        let (Some(next), Some(registered_ms)) = (hub.next_id(path), hub.registered_ms(path)) else {
             return Ok(());
         };
-        if next > 1 {
+        if hub.caught_up(path) {
             return self.fill(hub, path, next, before).await;
         }
-        // Nothing delivered here yet: the recent history becomes replay.
+        // First contact: the log's recent messages fill the replay buffer;
+        // those logged after this node created the stream are news.
         let (_, log) = stream_keys(path);
         let end = match before {
-            Some(0 | 1) => return Ok(()),
-            Some(before) => format!("{}-0", before - 1),
-            None => "+".to_string(),
+            Some(0 | 1) => None,
+            Some(before) => Some(format!("{}-0", before - 1)),
+            None => Some("+".to_string()),
         };
-        let count = self.replay_messages;
-        let recent: StreamRangeReply = self
-            .link
-            .run(|mut c| async move {
-                redis::cmd("XREVRANGE")
-                    .arg(log)
-                    .arg(end)
-                    .arg("-")
-                    .arg("COUNT")
-                    .arg(count)
-                    .query_async(&mut c)
-                    .await
-            })
-            .await?;
-        let mut history: Vec<Message> = recent.ids.iter().filter_map(|e| entry(path, e)).collect();
-        history.reverse();
+        let mut recent: Vec<Message> = Vec::new();
+        if let Some(end) = end {
+            let count = self.replay_messages;
+            let reply: StreamRangeReply = self
+                .link
+                .run(|mut c| async move {
+                    redis::cmd("XREVRANGE")
+                        .arg(log)
+                        .arg(end)
+                        .arg("-")
+                        .arg("COUNT")
+                        .arg(count)
+                        .query_async(&mut c)
+                        .await
+                })
+                .await?;
+            recent = reply.ids.iter().filter_map(|e| entry(path, e)).collect();
+            recent.reverse();
+        }
         // Only the newest epoch's messages are history still.
-        if let Some(newest) = history.last().map(|m| m.epoch.clone()) {
-            history.retain(|m| m.epoch == newest);
+        if let Some(newest) = recent.last().map(|m| m.epoch.clone()) {
+            recent.retain(|m| m.epoch == newest);
             self.epochs.insert(path.to_string(), newest);
         }
-        let history = history
-            .into_iter()
-            .map(|m| (m.id, m.json, m.filter))
-            .collect();
-        hub.seed(path, history);
+        let after_recent = recent.last().map(|m| m.id + 1);
+        let first = recent.first().map(|m| m.id).or(before).unwrap_or(1);
+        let live_from = recent
+            .iter()
+            .find(|m| m.at_ms >= registered_ms)
+            .map(|m| m.id)
+            .or(after_recent)
+            .unwrap_or(first);
+        hub.start_at(path, first, live_from);
+        for message in recent {
+            if let Delivered::Gap(_) = self.deliver(hub, &message) {
+                hub.restart_at(path, message.id);
+                self.deliver(hub, &message);
+            }
+        }
         Ok(())
     }
 
