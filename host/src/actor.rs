@@ -21,6 +21,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Select};
 use tokio::sync::oneshot;
 use wasmtime::Store;
 
+use crate::accepted::Accepted;
 use crate::bindings::{
     GuestConfig, Handled, Request, Response, Script, ScriptError, WsClient, WsEvent,
 };
@@ -454,6 +455,7 @@ impl Actor {
         self.recipe.metrics.fuel(fuel_used);
         let mut answers = Vec::new();
         let mut trapped = false;
+        let accepted = std::mem::take(&mut instance.store.data_mut().accepted);
         let completions = std::mem::take(&mut instance.store.data_mut().completions);
         for (id, outcome) in completions {
             if let Some(d) = self.deferred.remove(&id) {
@@ -519,15 +521,21 @@ impl Actor {
                 trapped = true;
             }
         }
-        end_turn(turn, trapped, answers);
+        end_turn(turn, trapped, answers, accepted);
     }
 }
 
 /// Commits or discards a turn and sends its answers. Any failure in the turn
 /// (a thrown handler, a rejected Promise, a timer callback that threw, a trap)
 /// discards all of its writes; otherwise the answers wait for the commit to be
-/// durable, and a commit that fails turns them into storage errors.
-fn end_turn(turn: Turn<'_>, trapped: bool, answers: Vec<(Reply, Result<Response, CallError>)>) {
+/// durable and for the cluster to accept the stream messages the turn sent;
+/// a commit or a message that fails turns them into errors.
+fn end_turn(
+    turn: Turn<'_>,
+    trapped: bool,
+    answers: Vec<(Reply, Result<Response, CallError>)>,
+    accepted: Accepted,
+) {
     let failed = trapped || turn.discarded_by_guest() || answers.iter().any(|(_, a)| a.is_err());
     if failed {
         let rolled_back = turn.discard();
@@ -540,14 +548,23 @@ fn end_turn(turn: Turn<'_>, trapped: bool, answers: Vec<(Reply, Result<Response,
         }
         return;
     }
-    turn.commit(Box::new(move |outcome| {
+    // A failure is the kind of error (storage or cluster) and why.
+    type Failure = (fn(String) -> CallError, String);
+    let send = move |outcome: Result<(), Failure>| {
         for (reply, answer) in answers {
             let answer = match &outcome {
                 Ok(()) => answer,
-                Err(e) => Err(CallError::Storage(e.clone())),
+                Err((kind, why)) => Err(kind(why.clone())),
             };
             let _ = reply.send(answer);
         }
+    };
+    turn.commit(Box::new(move |stored| match stored {
+        Err(e) => send(Err((CallError::Storage, e))),
+        Ok(()) if accepted.any() => accepted.then(move |published| {
+            send(published.map_err(|e| (CallError::Cluster as fn(String) -> CallError, e)))
+        }),
+        Ok(()) => send(Ok(())),
     }));
 }
 

@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
 
+use crate::cluster::Cluster;
 use crate::engine::WasmEngine;
 use crate::fetch::{FetchSettings, Fetcher};
 use crate::health::Health;
@@ -71,6 +72,10 @@ pub struct Settings {
     pub data_dir: Option<PathBuf>,
     /// Value size and per-script quota of storage.
     pub storage: StorageLimits,
+    /// Cluster mode: the Redis shared by every node (`--redis`).
+    pub redis: Option<String>,
+    /// This node's name in the cluster.
+    pub node_name: Option<String>,
 }
 
 impl Settings {
@@ -96,6 +101,8 @@ impl Settings {
             ws_messages_per_sec: 100,
             data_dir: None,
             storage: StorageLimits::default(),
+            redis: None,
+            node_name: None,
         }
     }
 }
@@ -126,6 +133,8 @@ pub struct App {
     pub table: ArcSwap<RouteTable>,
     pub metrics: Arc<Metrics>,
     pub health: Health,
+    /// This node's cluster, in cluster mode.
+    pub cluster: Option<Arc<Cluster>>,
     slots: Mutex<BTreeMap<String, Slot>>,
     /// Held by the one reconcile running: the first load and the watcher's
     /// first batch must not both load a file (which made every script start
@@ -153,6 +162,10 @@ impl App {
         );
         let wasm = WasmEngine::new(settings.cache_dir.as_deref(), settings.limits)?;
         let hub = Arc::new(Hub::with_metrics(settings.hub, metrics.clone()));
+        let cluster = match &settings.redis {
+            Some(url) => Some(Cluster::start(url, settings.node_name.clone(), &hub)?),
+            None => None,
+        };
         let services = Services {
             hub: hub.clone(),
             fetch: Arc::new(Fetcher::new(&settings.fetch)?),
@@ -164,6 +177,7 @@ impl App {
             hub,
             metrics,
             health: Health::default(),
+            cluster,
             services,
             storage,
             table: ArcSwap::from_pointee(RouteTable::default()),

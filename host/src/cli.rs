@@ -209,6 +209,13 @@ pub struct ServeArgs {
     /// connection with code 1008 (0: no cap).
     #[arg(long, default_value_t = 100)]
     pub ws_messages_per_sec: u32,
+    /// Run as one node of a cluster: the Redis every node shares streams and
+    /// storage through (redis://HOST:PORT[/DB], rediss://, redis://:PASSWORD@HOST).
+    #[arg(long, value_name = "URL", env = "AIWEBENGINE_REDIS")]
+    pub redis: Option<String>,
+    /// This node's name in the cluster (default: host name and process id).
+    #[arg(long, env = "AIWEBENGINE_NODE_NAME")]
+    pub node_name: Option<String>,
     #[command(flatten)]
     pub storage: StorageArgs,
 }
@@ -259,6 +266,8 @@ impl ServeArgs {
         };
         s.data_dir = Some(self.storage.data_dir.clone());
         s.storage = self.storage.limits();
+        s.redis = self.redis.clone().filter(|url| !url.is_empty());
+        s.node_name = self.node_name.clone();
         if self.no_cache {
             s.cache_dir = None;
         } else if let Some(dir) = &self.cache_dir {

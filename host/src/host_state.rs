@@ -15,7 +15,7 @@ use crate::limits::MemoryCap;
 use crate::route_path::RoutePath;
 use crate::services::ScriptServices;
 use crate::storage::Namespace;
-use crate::streams::Hub;
+use crate::streams::{Hub, Sent};
 
 /// Bytes of guest stdout/stderr kept per instance. Scripts log through
 /// `console`, so only a Rust panic in the guest runtime writes here.
@@ -57,6 +57,8 @@ pub struct HostState {
     console: Console,
     /// This instance's fetches in flight (see `fetch`).
     pub fetch: Inflight,
+    /// The current turn's messages not yet accepted by the cluster.
+    pub accepted: crate::accepted::Accepted,
 }
 
 impl HostState {
@@ -85,6 +87,7 @@ impl HostState {
             },
             wakeup: None,
             completions: Vec::new(),
+            accepted: Default::default(),
             console: Console::default(),
             fetch: Inflight::new(services.fetch.clone()),
         }
@@ -198,18 +201,26 @@ impl Host for HostState {
                 json.len()
             ));
         }
-        let reached = match path {
-            Some(path) => self
-                .hub
-                .broadcast(&path, &json, filter)
-                .ok_or_else(|| format!("no stream is registered at {path:?}"))?,
-            None => self
-                .registrations
-                .streams
-                .iter()
-                .filter_map(|p| self.hub.broadcast(p, &json, filter.clone()))
-                .sum(),
+        let named = path.is_some();
+        let paths = match path {
+            Some(path) => vec![path],
+            None => self.registrations.streams.clone(),
         };
+        let mut reached = 0usize;
+        for p in &paths {
+            let accepted = &self.accepted;
+            let sent = self
+                .hub
+                .send(p, &json, filter.clone(), || accepted.settle())
+                .map_err(|e| format!("sendStreamMessage({p:?}): {e}"))?;
+            reached += match sent {
+                Some(Sent::Local(n) | Sent::Published(n)) => n,
+                None if named => {
+                    return Err(format!("no stream is registered at {p:?}"));
+                }
+                None => 0,
+            };
+        }
         Ok(reached.try_into().unwrap_or(u32::MAX))
     }
 }

@@ -2,6 +2,7 @@
 //! routes and Server-Sent-Event streams — each inside its own WebAssembly sandbox.
 //!
 //! # Layout
+//! - `accepted`   a turn's cluster-published messages: its answers wait until Redis took them
 //! - `cli`        the command line
 //! - `cluster`    cluster mode over Redis: the link, cluster-wide streams, node heartbeats
 //! - `app`        shared state: settings, scripts by file name, the live route table
@@ -38,6 +39,7 @@
 //! in a script's thread or in the watcher is logged and answered with a 500.
 #![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::string_slice))]
 
+pub mod accepted;
 pub mod actor;
 pub mod app;
 pub mod bindings;

@@ -49,6 +49,10 @@ pub enum CallError {
     /// The turn's storage commit failed (disk full, I/O error): nothing of it was written.
     #[error("storage failed: {0}")]
     Storage(String),
+    /// A stream message the turn sent was not accepted by the cluster (Redis
+    /// unreachable): the turn's storage writes stand, the message is lost.
+    #[error("a stream message was not accepted by the cluster: {0}")]
+    Cluster(String),
     /// This response's turn was rolled back because another call in it failed.
     #[error("its storage writes were rolled back because another handler in the same turn failed")]
     RolledBack,

@@ -14,6 +14,11 @@
 //! stream's lock, as does subscribing, which notes the first id it has not yet
 //! seen; live frames below it (already replayed, or older than the
 //! subscription) are skipped.
+//!
+//! In cluster mode (`cluster/`) the hub does not number messages itself: a
+//! `Publisher` hands them to Redis, which numbers them for the whole cluster,
+//! and they come back, to every node alike, through `deliver` in id order.
+//! Everything after that — replay, rings, filters — is the same code.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -32,6 +37,45 @@ pub const MISSED_EVENT: &str = "missed";
 
 /// Query parameters: a subscriber's, or a message's filter.
 pub type Params = Vec<(String, String)>;
+
+/// Called once a published message is accepted by the cluster, or failed.
+pub type Settle = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+/// Where messages go to be numbered when this process is one node of several.
+pub trait Publisher: Send + Sync {
+    /// Queues `json` for `path`; `settle` runs once it is numbered and
+    /// published cluster-wide (or failed). An `Err` means it was not queued
+    /// (the cluster is unreachable): the script's send throws. `floor` is
+    /// the highest id this node has delivered on `path`.
+    fn publish(
+        &self,
+        path: &str,
+        json: &str,
+        filter: &Params,
+        floor: u64,
+        settle: Settle,
+    ) -> Result<(), String>;
+}
+
+/// What `Hub::send` did with a message.
+pub enum Sent {
+    /// Numbered and queued here; it reached this many subscribers.
+    Local(usize),
+    /// Handed to the cluster; it will reach this many of this node's
+    /// subscribers, once `Settle` says it was accepted.
+    Published(usize),
+}
+
+/// What `Hub::deliver` did with a message numbered by the cluster.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Delivered {
+    /// Delivered (or no stream of that path lives here).
+    Done,
+    /// Already delivered (a replayed catch-up or a duplicate).
+    Skipped,
+    /// Messages before it are missing: this id is the next one expected.
+    Gap(u64),
+}
 
 /// Sizes and caps of the hub.
 #[derive(Clone, Copy, Debug)]
@@ -152,6 +196,10 @@ pub struct Hub {
     total: Arc<AtomicUsize>,
     fan_out: crossbeam_channel::Sender<(Arc<StreamChannel>, Arc<Frame>)>,
     metrics: Arc<Metrics>,
+    /// Set in cluster mode: messages are numbered by the cluster.
+    publisher: std::sync::OnceLock<Arc<dyn Publisher>>,
+    /// Told the path of every stream created from now on (cluster mode).
+    new_streams: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<String>>,
 }
 
 struct StreamChannel {
@@ -166,11 +214,27 @@ struct StreamChannel {
     websockets: Arc<AtomicUsize>,
 }
 
+impl StreamChannel {
+    /// How many of the stream's subscribers a message with `filter` reaches.
+    fn reach(&self, filter: Option<&Params>) -> usize {
+        match filter {
+            None => self.tx.receiver_count(),
+            Some(filter) => lock(&self.subscribers)
+                .values()
+                .filter(|p| filter.iter().all(|f| p.contains(f)))
+                .count(),
+        }
+    }
+}
+
 struct StreamState {
     next_id: u64,
     next_subscriber: u64,
     replay: VecDeque<Arc<Frame>>,
     replay_bytes: usize,
+    /// A `Last-Event-ID` below this gets `missed`: the history before it was
+    /// lost (the cluster's Redis lost its data, or this node missed a stretch).
+    missed_below: u64,
 }
 
 /// Encodes one SSE event. `data` is one JSON text; should it ever hold line
@@ -282,7 +346,21 @@ impl Hub {
             total: Arc::new(AtomicUsize::new(0)),
             fan_out,
             metrics,
+            publisher: std::sync::OnceLock::new(),
+            new_streams: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The paths of streams created from now on, as they are created.
+    pub fn watch_new_streams(&self) -> tokio::sync::mpsc::UnboundedReceiver<String> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let _ = self.new_streams.set(tx);
+        rx
+    }
+
+    /// Makes the cluster number and publish every message from now on.
+    pub fn use_publisher(&self, publisher: Arc<dyn Publisher>) {
+        let _ = self.publisher.set(publisher);
     }
 
     /// Makes sure a stream exists at `path` (scripts call this as they register).
@@ -292,12 +370,16 @@ impl Hub {
         }
         let mut streams = self.write_streams();
         streams.entry(path.to_string()).or_insert_with(|| {
+            if let Some(tell) = self.new_streams.get() {
+                let _ = tell.send(path.to_string());
+            }
             Arc::new(StreamChannel {
                 state: Mutex::new(StreamState {
                     next_id: 1,
                     next_subscriber: 1,
                     replay: VecDeque::new(),
                     replay_bytes: 0,
+                    missed_below: 0,
                 }),
                 tx: broadcast::channel(self.limits.lag.max(1)).0,
                 subscribers: Arc::new(Mutex::new(HashMap::new())),
@@ -332,22 +414,147 @@ impl Hub {
     }
 
     /// Sends `json` to the subscribers of `path` that match `filter` (all when
-    /// it is empty); returns how many it reached, or `None` when no stream is
-    /// registered there.
+    /// it is empty): numbered here, or by the cluster in cluster mode (see
+    /// `Sent`). `Ok(None)`: no stream is registered at `path`.
+    pub fn send(
+        &self,
+        path: &str,
+        json: &str,
+        filter: Params,
+        settle: impl FnOnce() -> Settle,
+    ) -> Result<Option<Sent>, String> {
+        let Some(publisher) = self.publisher.get() else {
+            return Ok(self.broadcast(path, json, filter).map(Sent::Local));
+        };
+        let Some(stream) = self.get(path) else {
+            return Ok(None);
+        };
+        let floor = lock(&stream.state).next_id.saturating_sub(1);
+        publisher.publish(path, json, &filter, floor, settle())?;
+        let filter = (!filter.is_empty()).then_some(filter);
+        Ok(Some(Sent::Published(stream.reach(filter.as_ref()))))
+    }
+
+    /// Numbers `json` here and sends it to the subscribers of `path` that match
+    /// `filter` (all when it is empty); returns how many it reached, or `None`
+    /// when no stream is registered there.
     pub fn broadcast(&self, path: &str, json: &str, filter: Params) -> Option<usize> {
         let stream = self.get(path)?;
         let filter = (!filter.is_empty()).then_some(filter);
         let mut state = lock(&stream.state);
         let id = state.next_id;
-        state.next_id += 1;
+        Some(self.queue(&stream, &mut state, id, json, filter))
+    }
+
+    /// A message numbered `id` by the cluster, in id order: delivered when it
+    /// is the next one, skipped when already delivered, or a `Gap` naming the
+    /// id expected next (the caller fetches the missing ones first, or calls
+    /// `restart_at` when they are gone).
+    pub fn deliver(&self, path: &str, id: u64, json: &str, filter: Params) -> Delivered {
+        let Some(stream) = self.get(path) else {
+            return Delivered::Done;
+        };
+        let filter = (!filter.is_empty()).then_some(filter);
+        let mut state = lock(&stream.state);
+        if id < state.next_id {
+            return Delivered::Skipped;
+        }
+        if id > state.next_id {
+            return Delivered::Gap(state.next_id);
+        }
+        self.queue(&stream, &mut state, id, json, filter);
+        Delivered::Done
+    }
+
+    /// The id the next message of `path` will carry (here: the cluster's
+    /// messages delivered so far, plus one).
+    pub fn next_id(&self, path: &str) -> Option<u64> {
+        self.get(path).map(|s| lock(&s.state).next_id)
+    }
+
+    /// The paths of every stream registered here.
+    pub fn paths(&self) -> Vec<String> {
+        self.read_streams().keys().cloned().collect()
+    }
+
+    /// Fills the replay buffer of a stream nothing was delivered to yet with
+    /// the cluster's recent history `(id, json, filter)` (oldest first),
+    /// without sending it to anyone: a node that starts late replays what its
+    /// peers would. Returns false (and does nothing) once messages flowed.
+    pub fn seed(&self, path: &str, history: Vec<(u64, String, Params)>) -> bool {
+        let Some(stream) = self.get(path) else {
+            return false;
+        };
+        let mut state = lock(&stream.state);
+        if state.next_id != 1 || !state.replay.is_empty() {
+            return false;
+        }
+        for (id, json, filter) in history {
+            if id < state.next_id {
+                continue;
+            }
+            let filter = (!filter.is_empty()).then_some(filter);
+            let frame = Arc::new(Frame {
+                id,
+                bytes: encode_frame(Some(id), None, &json),
+                json: encode_json(Some(id), &json),
+                filter,
+            });
+            self.keep(&mut state, frame);
+            state.next_id = id + 1;
+        }
+        true
+    }
+
+    /// The history before `id` is lost (the cluster's Redis lost its data, or
+    /// was away longer than it keeps messages): forget the replay buffer, make
+    /// `id` the next message, and answer older `Last-Event-ID`s with `missed`.
+    pub fn restart_at(&self, path: &str, id: u64) {
+        let Some(stream) = self.get(path) else {
+            return;
+        };
+        let mut state = lock(&stream.state);
+        tracing::warn!(
+            stream = path,
+            from = state.next_id,
+            to = id,
+            "stream history lost; reconnecting clients older than this get `missed`"
+        );
+        state.replay.clear();
+        state.replay_bytes = 0;
+        state.next_id = id;
+        state.missed_below = id;
+    }
+
+    /// Numbers a frame `id` (the next one), keeps it for replay and queues it
+    /// for the fan-out thread; returns how many subscribers it reaches.
+    fn queue(
+        &self,
+        stream: &Arc<StreamChannel>,
+        state: &mut StreamState,
+        id: u64,
+        json: &str,
+        filter: Option<Params>,
+    ) -> usize {
+        state.next_id = id + 1;
         let frame = Arc::new(Frame {
             id,
             bytes: encode_frame(Some(id), None, json),
             json: encode_json(Some(id), json),
             filter,
         });
+        self.keep(state, frame.clone());
+        let reached = stream.reach(frame.filter.as_ref());
+        stream.metrics.sent(frame.bytes.len(), reached);
+        // Queued under the lock, so frames reach the ring in id order.
+        let _ = self.fan_out.send((stream.clone(), frame));
+        reached
+    }
+
+    /// Keeps `frame` for replay, within both bounds.
+    fn keep(&self, state: &mut StreamState, frame: Arc<Frame>) {
         state.replay_bytes += frame.bytes.len();
-        state.replay.push_back(frame.clone());
+        state.replay.push_back(frame);
         // Both bounds hold strictly: a frame bigger than `replay_bytes` is not kept at all.
         while state.replay.len() > self.limits.replay_messages
             || state.replay_bytes > self.limits.replay_bytes
@@ -357,18 +564,6 @@ impl Hub {
             };
             state.replay_bytes -= old.bytes.len();
         }
-        let reached = match &frame.filter {
-            None => stream.tx.receiver_count(),
-            Some(_) => {
-                let subscribers = lock(&stream.subscribers);
-                subscribers.values().filter(|p| frame.reaches(p)).count()
-            }
-        };
-        stream.metrics.sent(frame.bytes.len(), reached);
-        // Queued under the lock, so frames reach the ring in id order.
-        let _ = self.fan_out.send((stream.clone(), frame));
-        drop(state);
-        Some(reached)
     }
 
     pub fn subscriber_count(&self, path: &str) -> usize {
@@ -433,7 +628,7 @@ impl Hub {
         if let Some(last) = last_event_id {
             stream.metrics.replays.inc();
             let oldest = state.replay.front().map_or(state.next_id, |f| f.id);
-            if last >= state.next_id || last + 1 < oldest {
+            if last >= state.next_id || last + 1 < oldest || last < state.missed_below {
                 stream.metrics.missed.inc();
                 let gap = format!("{{\"lastEventId\":{last},\"firstAvailableId\":{}}}", oldest);
                 first.push(Arc::new(Frame {

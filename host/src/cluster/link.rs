@@ -74,15 +74,19 @@ impl Link {
         let ok = match result {
             Ok(_) => true,
             // Redis answered (a script error, a wrong type): it is up.
-            Err(e) => !(e.is_io_error()
-                || e.is_timeout()
-                || e.is_connection_dropped()
-                || e.is_connection_refusal()),
+            Err(e) => {
+                !(e.is_io_error()
+                    || e.is_timeout()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal())
+            }
         };
         let was = self.up.swap(ok, Ordering::Relaxed);
         match (was, ok) {
             (false, true) => tracing::info!(redis = %self.display, "connected to Redis"),
-            (true, false) => tracing::warn!(redis = %self.display, "lost Redis: {}", describe(result)),
+            (true, false) => {
+                tracing::warn!(redis = %self.display, "lost Redis: {}", describe(result))
+            }
             _ => {}
         }
     }

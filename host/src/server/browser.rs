@@ -81,7 +81,7 @@ pub fn snapshot(app: &App) -> Value {
             })
         })
         .collect();
-    json!({ "scripts": scripts })
+    json!({ "scripts": scripts, "cluster": crate::cluster::status(app.cluster.as_ref()) })
 }
 
 fn esc(s: &str) -> String {
@@ -101,6 +101,25 @@ fn html_page(snapshot: &Value) -> Response {
         ".ok{color:#1a7f37}.error,.conflict{color:#cf222e}pre{background:#f6f8fa;padding:8px;white-space:pre-wrap}</style>",
         "</head><body><h1>aiwebengine</h1><p>Scripts, their routes and streams. JSON: <a href=\"/_engine/routes\">/_engine/routes</a></p>",
     ));
+    let cluster = &snapshot["cluster"];
+    if cluster["mode"] == "redis" {
+        let nodes: Vec<&str> = cluster["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|n| n.as_str())
+            .collect();
+        body.push_str(&format!(
+            "<p>Cluster node <b>{}</b> over Redis {} — <span class=\"{}\">{}</span>; nodes alive: {}. Subscriber counts are this node's.</p>",
+            esc(cluster["node"].as_str().unwrap_or("")),
+            esc(cluster["redis"].as_str().unwrap_or("")),
+            if cluster["connected"] == true { "ok" } else { "error" },
+            if cluster["connected"] == true { "connected" } else { "unreachable, retrying" },
+            esc(&nodes.join(", ")),
+        ));
+    } else {
+        body.push_str("<p>Single node: streams and storage are this process's.</p>");
+    }
     let scripts = snapshot["scripts"].as_array().cloned().unwrap_or_default();
     if scripts.is_empty() {
         body.push_str(

@@ -77,6 +77,19 @@ pub fn call_error(script: &str, route: &str, error: CallError) -> Response {
                 ),
             )
         }
+        CallError::Cluster(why) => {
+            tracing::error!(
+                script,
+                route,
+                "answering 503: a stream message was lost: {why}"
+            );
+            text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "script {script}: a stream message it sent did not reach the cluster: {why}\n"
+                ),
+            )
+        }
         CallError::RolledBack => text(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("script {script}: {}\n", CallError::RolledBack),
