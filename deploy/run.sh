@@ -66,7 +66,8 @@ declare -A NAMES=()
 PIDS=()
 start() { # start NAME COMMAND...
   local name="$1"; shift
-  "$@" > >(sed -u "s/^/$(printf '%-6s' "$name") | /") 2>&1 &
+  # The prefixer ignores Ctrl-C, so the last lines of a stopping process still show.
+  "$@" > >(trap '' INT TERM; exec sed -u "s/^/$(printf '%-6s' "$name") | /") 2>&1 &
   NAMES[$!]="$name"
   PIDS+=($!)
 }
