@@ -95,17 +95,12 @@ struct Redis {
 
 impl Redis {
     fn start() -> Redis {
-        let mut dir = tempfile::tempdir().unwrap();
+        let mut redis = Redis::not_started();
         for _ in 0..5 {
-            let mut redis = Redis {
-                child: None,
-                port: free_port(),
-                dir,
-            };
             if redis.spawn() {
                 return redis;
             }
-            dir = redis.take_dir();
+            redis.port = free_port(); // taken meanwhile: another one
         }
         panic!("redis-server did not start on any of 5 free ports");
     }
@@ -117,17 +112,6 @@ impl Redis {
             port: free_port(),
             dir: tempfile::tempdir().unwrap(),
         }
-    }
-
-    fn take_dir(self) -> tempfile::TempDir {
-        let mut this = std::mem::ManuallyDrop::new(self);
-        // SAFETY: `this` is never used or dropped again.
-        let dir = unsafe { std::ptr::read(&this.dir) };
-        if let Some(mut child) = this.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        dir
     }
 
     /// Starts redis-server on `self.port` with `self.dir` (loading a dump there,
