@@ -25,6 +25,7 @@ use crate::script_names;
 pub use crate::script_view::ScriptView;
 use crate::server::admin::AdminToken;
 use crate::services::Services;
+use crate::storage::redis_store::RedisStore;
 use crate::storage::{Storage, StorageLimits};
 use crate::streams::{Hub, HubLimits};
 
@@ -155,17 +156,33 @@ struct Candidate {
 impl App {
     pub fn new(settings: Settings) -> Result<Arc<App>> {
         let metrics = Arc::new(Metrics::new());
-        // Storage first: a locked or corrupt database fails fast.
-        let storage = Arc::new(
-            Storage::open(settings.data_dir.as_deref(), settings.storage)?
-                .with_metrics(metrics.clone()),
-        );
-        let wasm = WasmEngine::new(settings.cache_dir.as_deref(), settings.limits)?;
         let hub = Arc::new(Hub::with_metrics(settings.hub, metrics.clone()));
         let cluster = match &settings.redis {
-            Some(url) => Some(Cluster::start(url, settings.node_name.clone(), &hub)?),
+            Some(url) => Some(Cluster::start(
+                url,
+                settings.node_name.clone(),
+                &hub,
+                metrics.clone(),
+            )?),
             None => None,
         };
+        // Storage before the guest compiles: a locked or corrupt database fails
+        // fast. In cluster mode it is the cluster's Redis; a turn holds its script's lease at
+        // most as long as a call may run, plus a margin.
+        let storage = match &cluster {
+            Some(cluster) => {
+                let lease = settings.limits.timeout + Duration::from_secs(5);
+                let store = RedisStore::with_lease_times(
+                    cluster.link.clone(),
+                    lease,
+                    Duration::from_secs(5),
+                );
+                Storage::from_store(Arc::new(store), settings.storage)
+            }
+            None => Storage::open(settings.data_dir.as_deref(), settings.storage)?,
+        };
+        let storage = Arc::new(storage.with_metrics(metrics.clone()));
+        let wasm = WasmEngine::new(settings.cache_dir.as_deref(), settings.limits)?;
         let services = Services {
             hub: hub.clone(),
             fetch: Arc::new(Fetcher::new(&settings.fetch)?),

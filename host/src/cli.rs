@@ -52,6 +52,9 @@ pub enum StorageCommand {
         script: String,
         #[command(flatten)]
         storage: StorageArgs,
+        /// The storage of a cluster (`serve --redis`): this Redis, not the data dir.
+        #[arg(long, value_name = "URL")]
+        redis: Option<String>,
     },
     /// Replace all of SCRIPT's storage with FILE's JSON lines, atomically.
     Restore {
@@ -61,6 +64,9 @@ pub enum StorageCommand {
         file: PathBuf,
         #[command(flatten)]
         storage: StorageArgs,
+        /// The storage of a cluster (`serve --redis`): this Redis, not the data dir.
+        #[arg(long, value_name = "URL")]
+        redis: Option<String>,
     },
 }
 

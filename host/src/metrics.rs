@@ -256,6 +256,8 @@ pub struct Snapshot {
     pub subscribers: Vec<(String, i64)>,
     /// (storage namespace, keys, bytes), durable data.
     pub storage: Vec<(String, i64, i64)>,
+    /// Cluster mode: (Redis reachable, nodes alive); `None` on a single node.
+    pub cluster: Option<(bool, i64)>,
 }
 
 pub struct Metrics {
@@ -281,6 +283,9 @@ pub struct Metrics {
     storage_commit_seconds: HistogramVec,
     storage_keys: IntGaugeVec,
     storage_bytes: IntGaugeVec,
+    cluster_up: IntGaugeVec,
+    cluster_nodes: IntGaugeVec,
+    cluster_messages: IntCounterVec,
     /// One scrape at a time: state gauges are reset and refilled for each.
     scrape: Mutex<()>,
 }
@@ -468,6 +473,24 @@ impl Metrics {
                 "Durable bytes (keys plus values) in a storage namespace, what the quota counts.",
                 &["namespace"],
             ),
+            cluster_up: gauge(
+                &r,
+                "cluster_redis_up",
+                "Cluster mode: 1 while this node reaches the cluster's Redis, else 0.",
+                &[],
+            ),
+            cluster_nodes: gauge(
+                &r,
+                "cluster_nodes",
+                "Cluster mode: nodes alive at the last heartbeat, this one included.",
+                &[],
+            ),
+            cluster_messages: counter(
+                &r,
+                "cluster_messages_total",
+                "Cluster mode: stream messages this node sent through Redis, by outcome: published, failed (lost after queueing; the turn's clients got 503), refused (Redis known down; the send threw).",
+                &["outcome"],
+            ),
             registry: r,
             scrape: Mutex::new(()),
         }
@@ -547,6 +570,13 @@ impl Metrics {
         self.reloads.with_label_values(&[outcome.label()]).inc();
     }
 
+    /// Counts cluster stream messages by outcome (`published`, `failed`, `refused`).
+    pub fn cluster_messages(&self, outcome: &str, n: u64) {
+        self.cluster_messages
+            .with_label_values(&[outcome])
+            .inc_by(n);
+    }
+
     /// The counter of connections closed for a stalled peer.
     pub fn write_stalls(&self) -> IntCounter {
         self.write_stalls.clone()
@@ -566,6 +596,12 @@ impl Metrics {
         set_all(&self.subscribers, snapshot.subscribers);
         self.storage_keys.reset();
         self.storage_bytes.reset();
+        if let Some((up, nodes)) = snapshot.cluster {
+            self.cluster_up
+                .with_label_values::<&str>(&[])
+                .set(i64::from(up));
+            self.cluster_nodes.with_label_values::<&str>(&[]).set(nodes);
+        }
         for (namespace, keys, bytes) in snapshot.storage {
             self.storage_keys.with_label_values(&[&namespace]).set(keys);
             self.storage_bytes
@@ -612,6 +648,7 @@ mod tests {
             queue_depths: vec![("a.js".into(), 0)],
             subscribers: vec![],
             storage: vec![],
+            cluster: None,
         });
         assert_eq!(
             sample(
@@ -642,6 +679,40 @@ mod tests {
     }
 
     #[test]
+    fn cluster_gauges_and_messages() {
+        let m = Metrics::new();
+        m.cluster_messages("published", 2);
+        m.cluster_messages("refused", 1);
+        let text = m.render(Snapshot {
+            scripts_by_status: vec![],
+            queue_depths: vec![],
+            subscribers: vec![],
+            storage: vec![],
+            cluster: Some((true, 3)),
+        });
+        assert_eq!(
+            sample(&text, "aiwebengine_cluster_redis_up "),
+            Some(1.0),
+            "{text}"
+        );
+        assert_eq!(sample(&text, "aiwebengine_cluster_nodes "), Some(3.0));
+        assert_eq!(
+            sample(
+                &text,
+                r#"aiwebengine_cluster_messages_total{outcome="published"}"#
+            ),
+            Some(2.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                r#"aiwebengine_cluster_messages_total{outcome="refused"}"#
+            ),
+            Some(1.0)
+        );
+    }
+
+    #[test]
     fn gauges_of_gone_scripts_disappear() {
         let m = Metrics::new();
         let snap = |names: &[&str]| Snapshot {
@@ -649,6 +720,7 @@ mod tests {
             queue_depths: names.iter().map(|n| (n.to_string(), 0)).collect(),
             subscribers: vec![],
             storage: vec![],
+            cluster: None,
         };
         assert!(m.render(snap(&["a.js"])).contains(r#"script="a.js""#));
         assert!(!m.render(snap(&["b.js"])).contains(r#"script="a.js""#));
@@ -670,6 +742,7 @@ mod tests {
             queue_depths: vec![],
             subscribers: vec![],
             storage: vec![],
+            cluster: None,
         });
         for (line, value) in [
             (
@@ -710,6 +783,7 @@ mod tests {
             queue_depths: vec![],
             subscribers: vec![],
             storage: vec![("chat".into(), 3, 120)],
+            cluster: None,
         });
         for (name, labels, value) in [
             ("operations_total", r#"namespace="chat",op="get""#, 2.0),

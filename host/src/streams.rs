@@ -979,3 +979,101 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+mod cluster_tests {
+    //! The hub's side of cluster mode: messages numbered elsewhere.
+    use super::*;
+
+    fn hub() -> Hub {
+        let hub = Hub::new(HubLimits {
+            replay_messages: 3,
+            ..HubLimits::default()
+        });
+        hub.ensure("/s");
+        hub
+    }
+
+    async fn next(s: &mut (impl Stream<Item = Bytes> + Unpin)) -> String {
+        String::from_utf8(s.next().await.unwrap().to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn delivered_messages_go_in_id_order_only() {
+        let hub = hub();
+        let mut live = Box::pin(hub.subscribe("/s", None, vec![]).unwrap());
+        assert_eq!(hub.deliver("/s", 1, "1", vec![]), Delivered::Done);
+        assert_eq!(hub.deliver("/s", 1, "1", vec![]), Delivered::Skipped);
+        assert_eq!(hub.deliver("/s", 3, "3", vec![]), Delivered::Gap(2));
+        assert_eq!(hub.deliver("/s", 2, "2", vec![]), Delivered::Done);
+        assert_eq!(hub.deliver("/nope", 9, "9", vec![]), Delivered::Done);
+        assert_eq!(next(&mut live).await, "id: 1\ndata: 1\n\n");
+        assert_eq!(next(&mut live).await, "id: 2\ndata: 2\n\n");
+        assert_eq!(hub.next_id("/s"), Some(3));
+    }
+
+    #[tokio::test]
+    async fn seeding_fills_replay_without_sending_and_only_once() {
+        let hub = hub();
+        let mut live = Box::pin(hub.subscribe("/s", None, vec![]).unwrap());
+        let history = (5..=8).map(|i| (i, i.to_string(), vec![])).collect();
+        assert!(hub.seed("/s", history));
+        assert_eq!(hub.next_id("/s"), Some(9));
+        assert!(
+            !hub.seed("/s", vec![(9, "9".into(), vec![])]),
+            "once messages flowed"
+        );
+        assert_eq!(hub.deliver("/s", 9, "9", vec![]), Delivered::Done);
+        assert_eq!(
+            next(&mut live).await,
+            "id: 9\ndata: 9\n\n",
+            "history is not news"
+        );
+        // Replay keeps the last three: a reconnect from 6 gets 7, 8, 9.
+        let mut again = Box::pin(hub.subscribe("/s", Some(6), vec![]).unwrap());
+        assert_eq!(next(&mut again).await, "id: 7\ndata: 7\n\n");
+    }
+
+    #[tokio::test]
+    async fn a_restart_makes_older_ids_missed() {
+        let hub = hub();
+        for i in 1..=4 {
+            hub.deliver("/s", i, &i.to_string(), vec![]);
+        }
+        hub.restart_at("/s", 5);
+        hub.deliver("/s", 5, "5", vec![]);
+        let mut old = Box::pin(hub.subscribe("/s", Some(4), vec![]).unwrap());
+        assert_eq!(
+            next(&mut old).await,
+            "event: missed\ndata: {\"lastEventId\":4,\"firstAvailableId\":5}\n\n"
+        );
+        assert_eq!(next(&mut old).await, "id: 5\ndata: 5\n\n");
+    }
+
+    #[test]
+    fn a_publisher_numbers_instead_of_the_hub() {
+        struct Refuse;
+        impl Publisher for Refuse {
+            fn publish(
+                &self,
+                _: &str,
+                _: &str,
+                _: &Params,
+                floor: u64,
+                _: Settle,
+            ) -> Result<(), String> {
+                Err(format!("down (floor {floor})"))
+            }
+        }
+        let hub = hub();
+        hub.deliver("/s", 1, "1", vec![]);
+        hub.use_publisher(Arc::new(Refuse));
+        let settle = || -> Settle { Box::new(|_| {}) };
+        assert_eq!(
+            hub.send("/s", "x", vec![], settle).err().unwrap(),
+            "down (floor 1)"
+        );
+        assert!(matches!(hub.send("/nope", "x", vec![], settle), Ok(None)));
+        assert_eq!(hub.next_id("/s"), Some(2), "nothing numbered here");
+    }
+}

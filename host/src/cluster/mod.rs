@@ -30,6 +30,7 @@ use serde_json::{json, Value};
 
 pub use link::Link;
 
+use crate::metrics::Metrics;
 use crate::streams::Hub;
 
 /// Prefix of every key and channel the cluster uses.
@@ -49,7 +50,12 @@ impl Cluster {
     /// id): the hub's messages go through Redis from now on. Must run inside
     /// the tokio runtime. An unreachable Redis is not an error: the node
     /// serves, retries with backoff, and says so in the log and `/_engine`.
-    pub fn start(url: &str, node: Option<String>, hub: &Arc<Hub>) -> Result<Arc<Cluster>> {
+    pub fn start(
+        url: &str,
+        node: Option<String>,
+        hub: &Arc<Hub>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Cluster>> {
         let link = Link::new(url)?;
         let node = node.unwrap_or_else(default_node_name);
         let cluster = Arc::new(Cluster {
@@ -58,7 +64,11 @@ impl Cluster {
             nodes: Mutex::new(Vec::new()),
         });
         let added = hub.watch_new_streams();
-        hub.use_publisher(publish::start(link.clone(), hub.limits().replay_messages));
+        hub.use_publisher(publish::start(
+            link.clone(),
+            hub.limits().replay_messages,
+            metrics,
+        ));
         tokio::spawn(subscribe::run(link.clone(), Arc::downgrade(hub), added));
         tokio::spawn(nodes::heartbeat(Arc::downgrade(&cluster)));
         tracing::info!(redis = %link.display, node = %cluster.node, "cluster mode: streams and storage go through Redis");

@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 
 use super::link::{unreachable, Link};
 use super::{channel, stream_keys};
+use crate::metrics::Metrics;
 use crate::streams::{Params, Publisher, Settle};
 
 /// Messages written in one pipeline at most.
@@ -52,13 +53,27 @@ struct Job {
 struct RedisPublisher {
     link: Arc<Link>,
     queue: mpsc::UnboundedSender<Job>,
+    metrics: Arc<Metrics>,
 }
 
 /// Starts the publishing task; messages keep `replay_messages` of history.
-pub(super) fn start(link: Arc<Link>, replay_messages: usize) -> Arc<dyn Publisher> {
+pub(super) fn start(
+    link: Arc<Link>,
+    replay_messages: usize,
+    metrics: Arc<Metrics>,
+) -> Arc<dyn Publisher> {
     let (queue, jobs) = mpsc::unbounded_channel();
-    tokio::spawn(run(link.clone(), jobs, replay_messages.max(1)));
-    Arc::new(RedisPublisher { link, queue })
+    tokio::spawn(run(
+        link.clone(),
+        jobs,
+        replay_messages.max(1),
+        metrics.clone(),
+    ));
+    Arc::new(RedisPublisher {
+        link,
+        queue,
+        metrics,
+    })
 }
 
 impl Publisher for RedisPublisher {
@@ -71,6 +86,7 @@ impl Publisher for RedisPublisher {
         settle: Settle,
     ) -> Result<(), String> {
         if !self.link.is_up() {
+            self.metrics.cluster_messages("refused", 1);
             return Err(format!(
                 "Redis at {} is unreachable; the message was not sent",
                 self.link.display
@@ -98,7 +114,12 @@ pub(super) fn encode_filter(filter: &Params) -> String {
     }
 }
 
-async fn run(link: Arc<Link>, mut jobs: mpsc::UnboundedReceiver<Job>, replay_messages: usize) {
+async fn run(
+    link: Arc<Link>,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
+    replay_messages: usize,
+    metrics: Arc<Metrics>,
+) {
     let script = redis::Script::new(PUBLISH);
     while let Some(first) = jobs.recv().await {
         let mut batch = vec![first];
@@ -127,6 +148,12 @@ async fn run(link: Arc<Link>, mut jobs: mpsc::UnboundedReceiver<Job>, replay_mes
         let outcome = result
             .map(|_| ())
             .map_err(|e| unreachable(&link.display, &e));
+        let label = if outcome.is_ok() {
+            "published"
+        } else {
+            "failed"
+        };
+        metrics.cluster_messages(label, batch.len() as u64);
         if let Err(why) = &outcome {
             tracing::error!(
                 messages = batch.len(),

@@ -61,7 +61,13 @@ pub fn snapshot(app: &App) -> Value {
                 counts
             });
             let status = view.status(&conflicts);
-            let storage = match app.storage.usage(&view.name) {
+            // In cluster mode usage is a Redis call: skip it while Redis is away.
+            let redis_down = app.cluster.as_ref().is_some_and(|c| !c.link.is_up());
+            let usage = match redis_down {
+                true => Err(anyhow::anyhow!("Redis is unreachable")),
+                false => app.storage.usage(&view.name),
+            };
+            let storage = match usage {
                 Ok(usage) => json!({ "keys": usage.keys, "bytes": usage.bytes }),
                 Err(e) => json!({ "error": format!("{e:#}") }),
             };

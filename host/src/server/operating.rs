@@ -77,5 +77,9 @@ fn snapshot(app: &App) -> Snapshot {
         queue_depths,
         subscribers,
         storage,
+        cluster: app
+            .cluster
+            .as_ref()
+            .map(|c| (c.link.is_up(), c.nodes().len() as i64)),
     }
 }

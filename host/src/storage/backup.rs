@@ -6,6 +6,10 @@
 //! `<data-dir>/server.json` (its URL and a random token, readable only by the
 //! data dir's owner), and the command goes through its
 //! `/_engine/storage/SCRIPT` endpoint with that token instead.
+//!
+//! With `--redis URL` (cluster mode) the command works on the Redis directly,
+//! whether or not nodes are running: a restore takes the namespace's lease
+//! like any turn, so it lands between two turns of the running nodes.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -79,7 +83,7 @@ impl Admin {
     }
 }
 
-fn random_token() -> String {
+pub(crate) fn random_token() -> String {
     let mut bytes = [0u8; 24];
     let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
     if read.is_err() {
@@ -195,6 +199,43 @@ fn target(data_dir: &Path, limits: StorageLimits) -> Result<Target> {
     }
 }
 
+/// Storage in the Redis at `url`, for one command: a runtime of its own,
+/// kept alive as long as the storage is used.
+fn redis_target(url: &str, limits: StorageLimits) -> Result<(tokio::runtime::Runtime, Storage)> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting a runtime for Redis")?;
+    let link = {
+        let _entered = runtime.enter();
+        crate::cluster::Link::new(url)?
+    };
+    Ok((runtime, Storage::redis(link, limits)))
+}
+
+/// `aiwebengine storage dump SCRIPT --redis URL`.
+pub fn dump_redis(
+    url: &str,
+    script: &str,
+    limits: StorageLimits,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let (_runtime, storage) = redis_target(url, limits)?;
+    out.write_all(&to_lines(&storage.dump(namespace_of(script))?))?;
+    out.flush()?;
+    Ok(())
+}
+
+/// `aiwebengine storage restore SCRIPT FILE --redis URL`; how many keys it now holds.
+pub fn restore_redis(url: &str, script: &str, text: &str, limits: StorageLimits) -> Result<usize> {
+    let pairs = from_lines(text, limits)?;
+    let count = pairs.len();
+    let (_runtime, storage) = redis_target(url, limits)?;
+    storage.restore(namespace_of(script), pairs)?;
+    Ok(count)
+}
+
 /// `aiwebengine storage dump SCRIPT`: JSON lines to `out`.
 pub fn dump(
     data_dir: &Path,
@@ -292,15 +333,23 @@ fn http(url: &str, token: &str, method: &str, path: &str, body: &[u8]) -> Result
 pub fn run(command: crate::cli::StorageCommand) -> Result<()> {
     use crate::cli::StorageCommand;
     match command {
-        StorageCommand::Dump { script, storage } => {
+        StorageCommand::Dump {
+            script,
+            storage,
+            redis,
+        } => {
             let stdout = std::io::stdout();
             let mut out = stdout.lock();
-            dump(&storage.data_dir, &script, storage.limits(), &mut out)
+            match redis {
+                Some(url) => dump_redis(&url, &script, storage.limits(), &mut out),
+                None => dump(&storage.data_dir, &script, storage.limits(), &mut out),
+            }
         }
         StorageCommand::Restore {
             script,
             file,
             storage,
+            redis,
         } => {
             let text = if file.as_os_str() == "-" {
                 let mut text = String::new();
@@ -312,7 +361,10 @@ pub fn run(command: crate::cli::StorageCommand) -> Result<()> {
                 std::fs::read_to_string(&file)
                     .with_context(|| format!("reading {}", file.display()))?
             };
-            let count = restore(&storage.data_dir, &script, &text, storage.limits())?;
+            let count = match redis {
+                Some(url) => restore_redis(&url, &script, &text, storage.limits())?,
+                None => restore(&storage.data_dir, &script, &text, storage.limits())?,
+            };
             eprintln!(
                 "restored {count} keys into {}'s storage",
                 namespace_of(&script)

@@ -2,6 +2,9 @@
 //!
 //! - `store.rs`      the backend seam (`Store`), commits and their acknowledgements
 //! - `redb_store.rs` the embedded backend: one redb file, a group-committing writer
+//! - `redis_store.rs` the cluster backend (`serve --redis`): one Redis shared by
+//!   every node, with `redis_lua.rs` (layout, Lua scripts) and `redis_lease.rs`
+//!   (per-namespace leases that serialise a script's turns across nodes)
 //! - `namespace.rs`  a script's namespace: turns, the not-yet-durable overlay
 //! - `host_api.rs`   the WIT `storage` interface, dispatching to the namespace
 //! - `backup.rs`     dump/restore as JSON lines, offline or through a running server
@@ -13,6 +16,9 @@ pub mod backup;
 mod host_api;
 pub mod namespace;
 pub mod redb_store;
+mod redis_lease;
+mod redis_lua;
+pub mod redis_store;
 pub mod store;
 
 use std::collections::HashMap;
@@ -83,6 +89,14 @@ impl Storage {
         }
     }
 
+    /// Storage in the Redis behind `link`, shared with every node using it
+    /// (cluster mode). Never fails: a Redis that is down makes storage calls
+    /// throw until it is back. Call from anywhere; the link's runtime must be
+    /// multi-threaded.
+    pub fn redis(link: Arc<crate::cluster::Link>, limits: StorageLimits) -> Storage {
+        Storage::from_store(Arc::new(redis_store::RedisStore::new(link)), limits)
+    }
+
     /// Storage over any backend.
     pub fn from_store(store: Arc<dyn Store>, limits: StorageLimits) -> Storage {
         Storage {
@@ -122,7 +136,13 @@ impl Storage {
         if let Some(ns) = namespaces.get(name) {
             return Ok(ns.clone());
         }
-        let usage = self.store.usage(name)?;
+        // A shared store's usage is read again by each turn that takes the
+        // lease; reading it here would stop a script loading while Redis is down.
+        let usage = if self.store.shared() {
+            Usage::default()
+        } else {
+            self.store.usage(name)?
+        };
         let ns = Arc::new(Namespace::new(
             Arc::from(name),
             self.store.clone(),
@@ -137,9 +157,13 @@ impl Storage {
         Ok(ns)
     }
 
-    /// Durable usage of the script file `file_name`'s namespace.
+    /// Durable usage of the script file `file_name`'s namespace (on a shared
+    /// store, as it is now, other nodes' writes included).
     pub fn usage(&self, file_name: &str) -> Result<Usage> {
         let name = namespace_of(file_name);
+        if self.store.shared() {
+            return self.store.usage(name);
+        }
         let known = self
             .namespaces
             .lock()
@@ -152,8 +176,18 @@ impl Storage {
         }
     }
 
-    /// Every pair of namespace `name`, in key order (durable data only).
+    /// Every pair of namespace `name`, in key order (durable data only). On a
+    /// shared store it holds the namespace's lease, so the pages form one snapshot.
     pub fn dump(&self, name: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let lease = self.store.lease(name)?;
+        let out = self.pages(name);
+        match lease {
+            Some(lease) => self.store.release_now(name, lease.token).and(out),
+            None => out,
+        }
+    }
+
+    fn pages(&self, name: &str) -> Result<Vec<(String, Vec<u8>)>> {
         let mut out: Vec<(String, Vec<u8>)> = Vec::new();
         loop {
             let after = out.last().map(|(k, _)| k.clone());

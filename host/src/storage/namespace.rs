@@ -16,13 +16,21 @@
 //! - A failed commit poisons its epoch: every later commit of that epoch was
 //!   built on writes that never happened, so the backend refuses them too; the
 //!   next turn drops the overlay and starts a new epoch from what is on disk.
+//! - On a shared backend (Redis, several nodes) a turn also takes the
+//!   namespace's lease at its first storage call (`enter`), so turns of one
+//!   script are serialised across nodes too. Holding it, the turn reads the
+//!   backend itself: the overlay is dropped (every earlier commit of this node
+//!   released the lease, so it is already applied, and another node may have
+//!   written since), and usage is what the backend said when the lease was
+//!   granted. The commit gives the lease back; a turn that writes nothing, or
+//!   is discarded, releases it.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use std::time::Instant;
 
-use super::store::{Ack, Change, Commit, Delta, Shared, Store, Usage};
+use super::store::{Ack, Change, Commit, Delta, Lease, Shared, Store, Unavailable, Usage};
 use super::{StorageError, StorageLimits, MAX_KEY_BYTES};
 use crate::metrics::StorageMetrics;
 
@@ -53,6 +61,10 @@ struct State {
     turn_delta: Delta,
     /// The guest said the turn failed.
     discard: bool,
+    /// The turn has asked the backend for a lease (see `enter`).
+    entered: bool,
+    /// The lease the running turn holds, on a shared backend.
+    lease: Option<Lease>,
 }
 
 /// A running turn; it holds the namespace's turn lock until it ends.
@@ -105,7 +117,12 @@ impl Namespace {
         state.writes.clear();
         state.turn_delta = Delta::default();
         state.discard = false;
+        state.entered = false;
+        let stale = state.lease.take();
         drop(state);
+        if let Some(lease) = stale {
+            self.store.release(&self.name, lease.token);
+        }
         Turn {
             namespace: self,
             _lock: lock,
@@ -128,8 +145,32 @@ impl Namespace {
         }
     }
 
+    /// Takes the namespace's lease if the backend hands out leases and the
+    /// turn holds none yet: called first by every storage call of a turn.
+    fn enter(&self) -> Result<(), StorageError> {
+        if self.state().entered {
+            return Ok(());
+        }
+        let lease = self.store.lease(&self.name).map_err(|e| self.failed(e))?;
+        let mut state = self.state();
+        state.entered = true;
+        if let Some(lease) = lease {
+            // Everything this node committed before is applied (it gave the
+            // lease back), and other nodes may have written since: read the
+            // backend, not the overlay.
+            state.overlay.clear();
+            state.in_flight.clear();
+            self.shared.lock().usage = lease.usage;
+            state.lease = Some(lease);
+        }
+        Ok(())
+    }
+
     /// Usage counting `turn` and every commit not yet durable.
     fn projected(&self, state: &State, turn: Delta) -> Usage {
+        if let Some(lease) = &state.lease {
+            return lease.usage.apply(turn);
+        }
         let durable = self.shared.lock();
         let mut delta = turn;
         for (seq, d) in &state.in_flight {
@@ -150,16 +191,21 @@ impl Namespace {
         self.store
             .get(&self.name, key)
             .map(|v| v.map(Arc::from))
-            .map_err(|e| self.read_failed(e))
+            .map_err(|e| self.failed(e))
     }
 
-    fn read_failed(&self, e: anyhow::Error) -> StorageError {
+    fn failed(&self, e: anyhow::Error) -> StorageError {
+        if let Some(Unavailable(message)) = e.downcast_ref::<Unavailable>() {
+            tracing::warn!(script = %self.name, "{message}");
+            return StorageError::Failed(message.clone());
+        }
         tracing::error!(script = %self.name, "storage read failed: {e:#}");
         StorageError::Failed(format!("storage read failed: {e:#}"))
     }
 
     pub fn get(&self, key: &str) -> Result<Option<String>, StorageError> {
         check_key(key)?;
+        self.enter()?;
         let state = self.state();
         Ok(self.lookup(&state, key)?.map(text))
     }
@@ -184,6 +230,7 @@ impl Namespace {
 
     /// Records a write in the turn; true when the key held a value before.
     fn write(&self, key: &str, value: Option<Arc<[u8]>>) -> Result<bool, StorageError> {
+        self.enter()?;
         let mut state = self.state();
         let old = self.lookup(&state, key)?;
         let delta = Delta::of_write(
@@ -219,6 +266,7 @@ impl Namespace {
         if limit == 0 {
             return Ok(Vec::new());
         }
+        self.enter()?;
         let state = self.state();
         let in_range = |k: &str| k.starts_with(prefix) && after.is_none_or(|a| k > a);
         // The overlay, newest last: the turn's writes override earlier turns'.
@@ -235,7 +283,7 @@ impl Namespace {
         let base = self
             .store
             .scan(&self.name, prefix, after, fetch)
-            .map_err(|e| self.read_failed(e))?;
+            .map_err(|e| self.failed(e))?;
         let bound = (base.len() >= fetch)
             .then(|| base.last().map(|(k, _)| k.clone()))
             .flatten();
@@ -282,6 +330,10 @@ impl Namespace {
         // The turn lock is held until the restore is durable: no turn may read
         // the old data from disk once the overlay is gone.
         let turn = self.begin();
+        self.enter().map_err(|e| {
+            let (StorageError::Type(m) | StorageError::Range(m) | StorageError::Failed(m)) = e;
+            m
+        })?;
         let (tx, rx) = std::sync::mpsc::channel();
         turn.submit(
             Change::Replace(entries),
@@ -307,6 +359,8 @@ impl Turn<'_> {
         let had = !state.writes.is_empty();
         state.writes.clear();
         state.turn_delta = Delta::default();
+        drop(state);
+        self.release();
         if had {
             self.namespace.metrics.discarded();
         }
@@ -319,6 +373,11 @@ impl Turn<'_> {
         let ns = self.namespace;
         let mut state = ns.state();
         if state.writes.is_empty() {
+            drop(state);
+            // Nothing to apply: give the lease back now. What the turn read
+            // under it came from the backend, so nothing more to wait for.
+            self.release();
+            let state = ns.state();
             if state.overlay.is_empty() && state.in_flight.is_empty() {
                 drop(state);
                 ack(Ok(()));
@@ -343,6 +402,16 @@ impl Turn<'_> {
                 .collect(),
         );
         self.submit(change, ack);
+    }
+
+    /// Gives back the turn's lease, if it holds one.
+    fn release(&self) {
+        let lease = self.namespace.state().lease.take();
+        if let Some(lease) = lease {
+            self.namespace
+                .store
+                .release(&self.namespace.name, lease.token);
+        }
     }
 
     fn submit(&self, change: Change, ack: Ack) {
@@ -373,9 +442,18 @@ impl Turn<'_> {
             seq,
             change,
             ack,
+            lease: state.lease.take().map(|lease| lease.token),
         };
         drop(state);
         ns.store.submit(commit);
+    }
+}
+
+impl Drop for Turn<'_> {
+    /// A turn that ends without a commit or discard (a panic unwinding)
+    /// still gives its lease back, so other nodes need not wait for it to expire.
+    fn drop(&mut self) {
+        self.release();
     }
 }
 

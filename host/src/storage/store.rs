@@ -8,6 +8,12 @@
 //! write many turns with one fsync (group commit). A backend must apply the
 //! commits of one namespace in the order they were submitted, and settle each
 //! with `Commit::settle`.
+//!
+//! A backend other processes write too (Redis in cluster mode) says so with
+//! `shared` and hands out per-namespace leases (`lease`/`release`): a turn
+//! takes its namespace's lease at its first storage call and gives it back
+//! with its commit, so turns of one script are serialised across nodes, not
+//! only within one process. The embedded backend needs none (`Ok(None)`).
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -102,7 +108,25 @@ pub struct Commit {
     pub seq: u64,
     pub change: Change,
     pub ack: Ack,
+    /// The token of the lease the turn held (shared backends only): the
+    /// commit applies only while it still holds, and gives it back.
+    pub lease: Option<String>,
 }
+
+/// A namespace's lease on a shared backend, held by one turn.
+#[derive(Clone, Debug)]
+pub struct Lease {
+    pub token: String,
+    /// The namespace's usage when the lease was taken: exact for the whole
+    /// turn, since nothing else writes the namespace meanwhile.
+    pub usage: Usage,
+}
+
+/// A failure whose message already says what failed ("storage: Redis at …
+/// is unreachable: …"): scripts see it as it is, not wrapped again.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Unavailable(pub String);
 
 impl Commit {
     /// True when an earlier commit of this epoch failed: this one must fail too.
@@ -147,4 +171,27 @@ pub trait Store: Send + Sync {
 
     /// Queues a commit; it is settled once durable or failed.
     fn submit(&self, commit: Commit);
+
+    /// True when other processes write this store too, so a namespace's
+    /// durable state may change between two of its turns.
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Takes the namespace's lease, waiting (bounded) while another turn holds
+    /// it. `None`: this backend needs none (only one process writes it).
+    fn lease(&self, _namespace: &str) -> Result<Option<Lease>> {
+        Ok(None)
+    }
+
+    /// Gives back a lease whose turn commits nothing under it, in the
+    /// background: the turn's answers need not wait for it.
+    fn release(&self, _namespace: &str, _token: String) {}
+
+    /// Gives back a lease and waits until it is given back (for a process
+    /// that may exit right after, such as `aiwebengine storage dump`).
+    fn release_now(&self, namespace: &str, token: String) -> Result<()> {
+        self.release(namespace, token);
+        Ok(())
+    }
 }
