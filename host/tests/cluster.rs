@@ -852,6 +852,82 @@ impl Drop for Nginx {
     }
 }
 
+// ---------------------------------------------------------------- a cuttable link
+
+/// A TCP proxy to Redis for one node: `cut` closes its connections and refuses
+/// new ones (Redis unreachable from that node alone), `restore` lets them
+/// through again.
+struct Proxy {
+    port: u16,
+    up: Arc<AtomicBool>,
+    links: Arc<Mutex<Vec<TcpStream>>>,
+    closing: Arc<AtomicBool>,
+}
+
+impl Proxy {
+    fn start(redis_port: u16, up: bool) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let proxy = Proxy {
+            port: listener.local_addr().unwrap().port(),
+            up: Arc::new(AtomicBool::new(up)),
+            links: Arc::new(Mutex::new(Vec::new())),
+            closing: Arc::new(AtomicBool::new(false)),
+        };
+        let (up, links, closing) = (proxy.up.clone(), proxy.links.clone(), proxy.closing.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if closing.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(client) = client else { continue };
+                if !up.load(Ordering::SeqCst) {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(("127.0.0.1", redis_port)) else {
+                    continue;
+                };
+                let mut all = links.lock().unwrap();
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server.try_clone().unwrap(), client.try_clone().unwrap()),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(Shutdown::Both);
+                    });
+                }
+                all.push(client);
+                all.push(server);
+            }
+        });
+        proxy
+    }
+
+    fn url(&self, db: u32) -> String {
+        format!("redis://127.0.0.1:{}/{db}", self.port)
+    }
+
+    fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for link in self.links.lock().unwrap().drain(..) {
+            let _ = link.shutdown(Shutdown::Both);
+        }
+    }
+
+    fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.closing.store(true, Ordering::SeqCst);
+        self.cut();
+        let _ = TcpStream::connect(("127.0.0.1", self.port)); // wakes the accept loop
+    }
+}
+
 // ---------------------------------------------------------------- the tests
 
 /// (a) Messages published on every node at once reach every subscriber on
@@ -1361,4 +1437,73 @@ fn z_harness_redis_restarts_keep_or_lose_data() {
     redis.restart();
     let lost = redis.command("GET k").unwrap();
     assert!(lost.starts_with("$-1"), "{lost:?}");
+}
+
+/// Two nodes in one cluster, B reaching Redis through a `Proxy`; both serve
+/// the test script. (B, A, the proxy, the scripts folder.)
+fn cut_off_pair(tag: &str, db: u32, b_up: bool) -> (Node, Node, Proxy, tempfile::TempDir, String) {
+    let redis = shared_redis();
+    let scripts = tempfile::tempdir().unwrap();
+    let stream = format!("/{tag}/s");
+    std::fs::write(scripts.path().join(format!("{tag}.js")), script(&stream)).unwrap();
+    let proxy = Proxy::start(redis.port, b_up);
+    let a = Node::start(scripts.path(), Some(&redis.url(db)), &format!("{tag}-A"));
+    let b = Node::start(scripts.path(), Some(&proxy.url(db)), &format!("{tag}-B"));
+    (b, a, proxy, scripts, stream)
+}
+
+/// (j) A node that cannot reach Redis when it starts, while another node can:
+/// its subscribers, connected meanwhile, get every message the other node sent
+/// once it reaches Redis, then live ones.
+#[test]
+fn j_a_node_cut_off_from_redis_at_start_catches_its_subscribers_up() {
+    let (b, a, proxy, _scripts, stream) = cut_off_pair("cutstart", 7, false);
+    assert_eq!(b.cluster()["connected"], false);
+    let sub = Sse::open(&b.addr, &stream, None);
+    a.publish(json!({ "n": 1 }), None);
+    a.publish(json!({ "n": 2 }), None);
+    proxy.restore();
+    wait_until("B connecting", TIMEOUT, || {
+        b.cluster()["connected"] == json!(true)
+    });
+    a.publish(json!({ "n": 3 }), None);
+    let events = sub.wait_data("n", &json!(3));
+    let ns: Vec<Value> = messages(&events)
+        .iter()
+        .map(|(_, d)| d["n"].clone())
+        .collect();
+    assert_eq!(ns, [json!(1), json!(2), json!(3)], "{events:#?}");
+}
+
+/// (k) A running node cut off from Redis (the others still reach it): its sends
+/// throw, its subscribers stay connected and, once it is back, get every
+/// message the others sent meanwhile, once, in order.
+#[test]
+fn k_a_node_partitioned_from_redis_catches_its_subscribers_up() {
+    let (b, a, proxy, _scripts, stream) = cut_off_pair("partition", 8, true);
+    wait_until("B connected", TIMEOUT, || {
+        b.cluster()["connected"] == json!(true)
+    });
+    let sub = Sse::open(&b.addr, &stream, None);
+    a.publish(json!({ "n": 1 }), None);
+    sub.wait_data("n", &json!(1));
+    proxy.cut();
+    wait_until("B seeing Redis gone", TIMEOUT, || {
+        b.cluster()["connected"] == json!(false)
+    });
+    let (status, body) = b.try_publish(&json!({ "n": "from B" }), None);
+    assert_eq!(status, 500, "a send on the cut-off node: {body}");
+    a.publish(json!({ "n": 2 }), None);
+    a.publish(json!({ "n": 3 }), None);
+    proxy.restore();
+    wait_until("B connecting again", TIMEOUT, || {
+        b.cluster()["connected"] == json!(true)
+    });
+    a.publish(json!({ "n": 4 }), None);
+    let events = sub.wait_data("n", &json!(4));
+    assert!(sub.ended().is_none(), "the subscriber was disconnected");
+    let got = messages(&events);
+    assert_increasing("B's subscriber", got.iter().map(|(id, _)| *id));
+    let ns: Vec<Value> = got.iter().map(|(_, d)| d["n"].clone()).collect();
+    assert_eq!(ns, [json!(1), json!(2), json!(3), json!(4)], "{events:#?}");
 }
