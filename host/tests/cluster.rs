@@ -735,6 +735,54 @@ fn read_sse(mut tcp: TcpStream, state: &(Mutex<SseState>, Condvar), closing: &At
     }
 }
 
+/// Opens a WebSocket on `path` and reads its first `n` text frames, as JSON.
+fn websocket_frames(addr: &str, path: &str, n: usize) -> Vec<Value> {
+    let mut tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    write!(
+        tcp,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        tcp.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let deadline = Instant::now() + TIMEOUT;
+    let mut frames = Vec::new();
+    while frames.len() < n {
+        assert!(Instant::now() < deadline, "{n} frames: got {frames:?}");
+        let mut header = [0u8; 2];
+        tcp.read_exact(&mut header).unwrap();
+        let len = match header[1] & 0x7f {
+            126 => {
+                let mut ext = [0u8; 2];
+                tcp.read_exact(&mut ext).unwrap();
+                u16::from_be_bytes(ext) as usize
+            }
+            127 => {
+                let mut ext = [0u8; 8];
+                tcp.read_exact(&mut ext).unwrap();
+                u64::from_be_bytes(ext) as usize
+            }
+            short => short as usize,
+        };
+        let mut payload = vec![0u8; len];
+        tcp.read_exact(&mut payload).unwrap();
+        match header[0] & 0x0f {
+            1 => frames.push(json_of(&String::from_utf8_lossy(&payload))),
+            8 => panic!("closed after {frames:?}"),
+            _ => {} // ping, pong
+        }
+    }
+    frames
+}
+
 /// The messages among `events` (not `missed`), as (id, data).
 fn messages(events: &[Event]) -> Vec<(u64, Value)> {
     events
@@ -1024,6 +1072,17 @@ fn b_reconnecting_to_another_node_replays_exactly_what_was_missed() {
     let again = cluster.subscribe(2, "", Some(&first[0].0.to_string()));
     let replay = messages(&again.wait_messages(4));
     assert_eq!(replay[..4], first[1..], "ids differ between nodes");
+    // A WebSocket resuming on B with ?lastEventId= gets the same.
+    let frames = websocket_frames(
+        &cluster.node(1).addr,
+        &format!("{}?lastEventId={last_id}", cluster.stream),
+        got.len(),
+    );
+    let over_ws: Vec<(u64, Value)> = frames
+        .iter()
+        .map(|f| (f["id"].as_u64().unwrap(), f["data"].clone()))
+        .collect();
+    assert_eq!(over_ws, got, "WebSocket on B against SSE on C");
 }
 
 /// (c) A filtered message reaches only the matching subscribers, on every
