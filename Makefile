@@ -6,7 +6,7 @@ GUEST_WASM := host/guest/aiwebengine_guest.wasm
 GUEST_BUILT := target/wasm32-wasip2/guest/guest_runtime.wasm
 LISTEN ?= 127.0.0.1:8080
 
-.PHONY: run test guest guest-deps lint unit types browser bench clean-cache
+.PHONY: run test guest guest-deps lint unit cluster-deps types browser bench clean-cache
 
 ## run: serve scripts/ on http://$(LISTEN) (hot reload on)
 run:
@@ -28,9 +28,13 @@ lint: guest-deps
 	$(CARGO) clippy --workspace --exclude guest-runtime --all-targets -- -D warnings
 	WASI_SDK=$(WASI_SDK_DIR) $(CARGO) clippy -p guest-runtime --target wasm32-wasip2 --profile guest -- -D warnings
 
-## unit + end-to-end tests against the freshly built guest
-unit:
+## unit + end-to-end tests against the freshly built guest (host/tests/cluster.rs needs redis-server and nginx)
+unit: cluster-deps
 	$(CARGO) test --workspace --exclude guest-runtime
+
+## cluster-deps: Debian's redis-server and nginx, for the cluster tests and deploy/run.sh (installed when missing)
+cluster-deps:
+	tools/cluster-deps.sh
 
 ## types: type-check scripts/ (seeds and hello.ts) against types/aiwebengine.d.ts with tsc (npm, pinned in types/package-lock.json)
 types:
@@ -38,7 +42,7 @@ types:
 		echo "types: npm ci"; (cd types && npm ci --no-audit --no-fund --loglevel=error); fi
 	types/node_modules/.bin/tsc -p scripts/tsconfig.json
 
-## test: everything CI runs (guest rebuild, lint, unit + end-to-end, type-check, real-browser)
+## test: everything CI runs (guest rebuild, lint, unit + end-to-end + cluster, type-check, real-browser)
 test: guest lint unit types browser
 
 ## bench: the benchmark suite against Node.js and Bun; writes BENCHMARKS.md (README, Benchmarks)
