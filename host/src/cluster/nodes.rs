@@ -47,7 +47,10 @@ pub(super) async fn heartbeat(cluster: Weak<Cluster>) {
             })
             .await;
         match result {
-            Ok(nodes) => cluster.set_nodes(nodes),
+            Ok(mut nodes) => {
+                nodes.sort();
+                cluster.set_nodes(nodes)
+            }
             Err(_) => cluster.set_nodes(Vec::new()),
         }
         drop(cluster);
