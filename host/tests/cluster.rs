@@ -1439,6 +1439,17 @@ fn h_engine_routes_shows_the_cluster() {
             "{last}"
         );
     }
+    // The metrics say the same: Redis reached, three nodes alive.
+    let (code, metrics) = cluster.node(0).get("/_engine/metrics");
+    assert_eq!(code, 200, "{metrics}");
+    assert!(
+        metrics.lines().any(|l| l == "aiwebengine_cluster_redis_up 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.lines().any(|l| l == "aiwebengine_cluster_nodes 3"),
+        "{metrics}"
+    );
     // Subscriber counts are each node's own.
     let _sub = cluster.subscribe(0, "", None);
     let stream = cluster.stream.clone();
@@ -1453,9 +1464,11 @@ fn h_engine_routes_shows_the_cluster() {
         let nodes = cluster.node(0).cluster()["nodes"].clone();
         nodes.as_array().is_some_and(|n| !n.contains(&json!(gone)))
     });
-    // Without --redis: one node on its own.
+    // Without --redis: one node on its own, and no cluster metrics.
     let single = Node::start(cluster.scripts.path(), None, "alone");
     assert_eq!(single.cluster(), json!({ "mode": "single" }));
+    let (_, metrics) = single.get("/_engine/metrics");
+    assert!(!metrics.contains("aiwebengine_cluster_redis_up "), "{metrics}");
 }
 
 /// A node whose Redis is not up yet serves what needs no Redis, fails what
