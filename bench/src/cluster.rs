@@ -56,6 +56,12 @@ const BULK: usize = 2000;
 const CONCURRENT: usize = 4;
 /// Subscribers of the fan-out, split evenly over the nodes.
 const FAN_OUT: usize = 1000;
+/// `--stream-lag` of every server here. With the default (1,024 frames) the
+/// bulk measurement's subscriber on B, reading 16,000 messages that arrive in
+/// ~0.4 s on a busy 2-core machine, fell a ring behind and was disconnected as
+/// a slow consumer (the server's `stream_lag_disconnects_total` said so): the
+/// designed behaviour, not a loss, but it would end the order check.
+const STREAM_LAG: usize = 65_536;
 /// How long any one expected message may take before it counts as lost.
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -266,6 +272,8 @@ impl Redis {
 
 struct Sub {
     name: String,
+    addr: String,
+    path: String,
     rx: mpsc::UnboundedReceiver<(Event, Instant)>,
     order: Order,
     closed: bool,
@@ -316,6 +324,8 @@ impl Sub {
         });
         Ok(Sub {
             name: name.to_string(),
+            addr: addr.to_string(),
+            path: path.to_string(),
             rx,
             order: Order::default(),
             closed: false,
@@ -336,7 +346,11 @@ impl Sub {
                 }
                 Ok(None) => {
                     self.closed = true;
-                    bail!("{}: the server closed the subscriber", self.name)
+                    bail!(
+                        "{}: the server closed the subscriber ({})",
+                        self.name,
+                        lag_disconnects(&self.addr, &self.path).await
+                    )
                 }
                 Err(_) => bail!(
                     "{}: {needle:?} never arrived in {WAIT:?} (lost?); {:?}",
@@ -375,7 +389,31 @@ impl Sub {
             self.order.see(&ev);
         }
         self.task.abort();
-        tally.add(&self.name, &self.order, expected, self.closed);
+        let who = match self.closed {
+            true => format!(
+                "{} ({})",
+                self.name,
+                lag_disconnects(&self.addr, &self.path).await
+            ),
+            false => self.name.clone(),
+        };
+        tally.add(&who, &self.order, expected, self.closed);
+    }
+}
+
+/// What the server's metrics say about slow subscribers it disconnected on `path`.
+async fn lag_disconnects(addr: &str, path: &str) -> String {
+    let body = match http::once(addr, "GET", "/_engine/metrics", "").await {
+        Ok((200, body)) => body,
+        other => return format!("no metrics: {:?}", other.map(|(s, _)| s)),
+    };
+    let lines: Vec<&str> = body
+        .lines()
+        .filter(|l| l.contains("lag_disconnects") && l.contains(&format!("\"{path}\"")))
+        .collect();
+    match lines.is_empty() {
+        true => "its metrics count no lag disconnect".into(),
+        false => format!("its metrics: {}", lines.join("; ")),
     }
 }
 
@@ -446,14 +484,22 @@ pub async fn run(b: &mut Bench) -> Result<()> {
     std::fs::create_dir_all(&scripts)?;
     std::fs::write(scripts.join("bench_cluster.js"), SCRIPT)?;
     let redis = Redis::start(&b.work.join("redis")).await?;
+    let lag = STREAM_LAG.to_string();
     let node = |name: &str| {
         b.engine(
             &format!("aiwebengine node {name}"),
-            &["--redis", &redis.url, "--node-name", name],
+            &[
+                "--redis",
+                &redis.url,
+                "--node-name",
+                name,
+                "--stream-lag",
+                &lag,
+            ],
         )
     };
     let (kind_a, kind_b) = (node("A"), node("B"));
-    let kind_single: Kind = b.engine("aiwebengine single", &[]);
+    let kind_single: Kind = b.engine("aiwebengine single", &["--stream-lag", &lag]);
     let nodes = Nodes {
         a: Server::start(&kind_a, &scripts).await?,
         b: Server::start(&kind_b, &scripts).await?,
@@ -489,6 +535,10 @@ pub async fn run(b: &mut Bench) -> Result<()> {
 
 async fn measure(b: &mut Bench, n: &Nodes, redis: &Redis, tally: &mut Tally) -> Result<()> {
     let quick = b.quick;
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into());
     let lat_rounds = if quick { 2 } else { 6 };
     let lat_per_round = if quick { 30 } else { 50 };
     let bulk_rounds = if quick { 2 } else { 5 };
@@ -508,7 +558,9 @@ async fn measure(b: &mut Bench, n: &Nodes, redis: &Redis, tally: &mut Tally) -> 
         "aiwebengine only. The section starts its own `redis-server` (Redis {}, `--save \"\" \
          --appendonly no`, on 127.0.0.1) and two nodes, A and B (`serve --redis \
          redis://127.0.0.1:PORT --node-name A` / `B`), over the same scripts folder, and a third server without \
-         `--redis` (single node). **Delivery**: a POST whose handler sends one message; the \
+         `--redis` (single node); all three with `--stream-lag {STREAM_LAG}` (with the \
+         default 1,024 the bulk check's subscriber on B, reading 16,000 messages arriving \
+         in ~0.4 s, was disconnected as a slow consumer), otherwise default limits. **Delivery**: a POST whose handler sends one message; the \
          time from writing the POST to an SSE subscriber reading the frame; {} sequential \
          samples per row, in {lat_rounds} alternating rounds (cluster, single, single, \
          cluster, …) after a warm-up; cross-node and same-node are the same POSTs on A, read \
@@ -521,7 +573,8 @@ async fn measure(b: &mut Bench, n: &Nodes, redis: &Redis, tally: &mut Tally) -> 
          the message; median of {fan_rounds}; {}, the servers and Redis unpinned. Every \
          subscriber of every measurement checks that ids arrive one by one in order and that \
          it received every message sent. All on one 2-core machine (servers, Redis and \
-         clients share it), which was shared with other builds while this ran.\n",
+         clients share it), shared with other builds and tests of the project during this \
+         session: 1-minute load average {load} as the section started.\n",
         redis
             .version
             .split_whitespace()
@@ -730,10 +783,12 @@ async fn publishes(n: &Nodes, rounds: usize, tally: &mut Tally) -> Result<Vec<Bu
                 bail!(
                     "bulk: the subscriber on B stopped at {:?} of {sent} messages{}",
                     on_b.order,
-                    if on_b.closed {
-                        " (the server closed it)"
-                    } else {
-                        ""
+                    match on_b.closed {
+                        true => format!(
+                            " (the server closed it; {})",
+                            lag_disconnects(&n.b.addr, "/cb/bulk").await
+                        ),
+                        false => String::new(),
                     }
                 );
             };
