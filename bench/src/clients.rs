@@ -138,6 +138,7 @@ pub fn main(args: &[String]) -> Result<()> {
             )?
         }
         "roundtrip" => round_trips(arg(1)?, arg(2)?, arg(3)?.parse()?)?,
+        "clusterfan" => crate::cluster::fan_out_clients(args.get(1..).unwrap_or_default())?,
         other => bail!("unknown client job {other}"),
     };
     let text: Vec<String> = numbers.iter().map(|n| format!("{n:.3}")).collect();
@@ -171,7 +172,7 @@ fn open(addr: &str, request: &str, status: &[u8]) -> Result<(TcpStream, Vec<u8>)
     }
 }
 
-fn subscribe(addr: &str, path: &str, ws: bool) -> Result<(TcpStream, Vec<u8>)> {
+pub(crate) fn subscribe(addr: &str, path: &str, ws: bool) -> Result<(TcpStream, Vec<u8>)> {
     if ws {
         let req = format!(
             "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -185,7 +186,7 @@ fn subscribe(addr: &str, path: &str, ws: bool) -> Result<(TcpStream, Vec<u8>)> {
     }
 }
 
-fn request(method: &str, path: &str, body: &str) -> String {
+pub(crate) fn request(method: &str, path: &str, body: &str) -> String {
     format!(
         "{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -227,7 +228,7 @@ fn subscribers_counted(addr: &str, stream: &str) -> usize {
 }
 
 /// Waits until the server counts `n` subscribers on `stream`.
-fn until_counted(addr: &str, stream: &str, n: usize) -> Result<()> {
+pub(crate) fn until_counted(addr: &str, stream: &str, n: usize) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(120);
     while subscribers_counted(addr, stream) < n {
         if Instant::now() > deadline {
@@ -239,7 +240,7 @@ fn until_counted(addr: &str, stream: &str, n: usize) -> Result<()> {
 }
 
 /// Says `ready` and waits for the bench's `go`.
-fn ready() -> Result<()> {
+pub(crate) fn ready() -> Result<()> {
     println!("ready");
     std::io::stdout().flush()?;
     let mut line = String::new();
@@ -364,7 +365,7 @@ fn fan_out(
 }
 
 /// Reads what a non-blocking socket has (its end included) into `into`.
-fn read_all(sock: &mut impl Read, into: &mut Vec<u8>) -> Result<()> {
+pub(crate) fn read_all(sock: &mut impl Read, into: &mut Vec<u8>) -> Result<()> {
     let mut chunk = [0u8; 4096];
     loop {
         match sock.read(&mut chunk) {

@@ -5,9 +5,13 @@
 //!
 //! Sections: startup, throughput (wrk, 64 connections), isolation overhead,
 //! fan-out and memory per subscriber, memory and load time per script,
-//! hot-reload latency, WebSocket fan-out and round trip, durable storage. `--quick` shortens every run (for a smoke test).
+//! hot-reload latency, WebSocket fan-out and round trip, durable storage,
+//! cluster mode (two nodes through Redis). `--quick` shortens every run (for
+//! a smoke test). A full run rewrites BENCHMARKS.md; `cluster` run alone
+//! replaces only its own section there.
 
 mod clients;
+mod cluster;
 mod http;
 mod servers;
 mod storage;
@@ -554,12 +558,48 @@ async fn bench(args: Vec<String>) -> Result<()> {
     if wants("storage") {
         storage::run(&mut b).await?;
     }
+    let mut cluster_text = None;
+    if wants("cluster") {
+        let from = b.out.len();
+        cluster::run(&mut b).await?;
+        cluster_text = Some(b.out[from..].to_string());
+    }
     if !quick && only.is_empty() {
         std::fs::write(b.root.join("BENCHMARKS.md"), &b.out)?;
         println!("\nwrote BENCHMARKS.md");
+    } else if let (false, Some(text)) = (quick, cluster_text) {
+        // Run without the other sections: keep their numbers, replace ours.
+        let path = b.root.join("BENCHMARKS.md");
+        let old = std::fs::read_to_string(&path).unwrap_or_default();
+        let note = format!(
+            "\n_This section: `bench/run.sh cluster`, {started}, {}._\n",
+            machine()
+        );
+        std::fs::write(&path, splice(&old, "## Cluster", &format!("{text}{note}")))?;
+        println!("\nreplaced the cluster section of BENCHMARKS.md");
     }
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
+}
+
+/// `doc` with its section that starts with the heading `heading` (up to the
+/// next `## ` heading) replaced by `section`, or `section` appended.
+fn splice(doc: &str, heading: &str, section: &str) -> String {
+    let section = section.trim_matches('\n');
+    let Some(start) = doc
+        .match_indices(heading)
+        .map(|(at, _)| at)
+        .find(|&at| at == 0 || doc[..at].ends_with('\n'))
+    else {
+        return format!("{}\n\n{section}\n", doc.trim_end());
+    };
+    let after = start + heading.len();
+    let end = doc[after..]
+        .find("\n## ")
+        .map_or(doc.len(), |i| after + i + 1);
+    let rest = &doc[end..];
+    let sep = if rest.is_empty() { "\n" } else { "\n\n" };
+    format!("{}{section}{sep}{rest}", &doc[..start])
 }
 
 fn humantime_now() -> String {
@@ -569,4 +609,27 @@ fn humantime_now() -> String {
         .output();
     out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::splice;
+
+    #[test]
+    fn splices_one_section() {
+        let doc = "# t\n\n## A\n\na\n\n## Cluster: x\n\nold\n\n## B\n\nb\n";
+        let new = splice(doc, "## Cluster", "\n## Cluster: y\n\nnew\n");
+        assert_eq!(
+            new,
+            "# t\n\n## A\n\na\n\n## Cluster: y\n\nnew\n\n## B\n\nb\n"
+        );
+        let last = splice(
+            "# t\n\n## Cluster\n\nold\n",
+            "## Cluster",
+            "## Cluster\n\nnew",
+        );
+        assert_eq!(last, "# t\n\n## Cluster\n\nnew\n");
+        let added = splice("# t\n\n## A\n\na\n", "## Cluster", "## Cluster\n\nnew\n");
+        assert_eq!(added, "# t\n\n## A\n\na\n\n## Cluster\n\nnew\n");
+    }
 }

@@ -8,6 +8,14 @@ use anyhow::{bail, Context, Result};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+/// Where cargo put the release build: `$CARGO_TARGET_DIR/release`, else
+/// `target/release` (the same as bench/run.sh).
+pub fn release_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| root.join("target"), |dir| root.join(dir))
+        .join("release")
+}
+
 /// A server implementation under test.
 #[derive(Clone, Debug)]
 pub struct Kind {
@@ -27,7 +35,7 @@ impl Kind {
         args.extend(extra.iter().map(|s| s.to_string()));
         Kind {
             name: name.into(),
-            program: root.join("target/release/aiwebengine"),
+            program: release_dir(root).join("aiwebengine"),
             args,
         }
     }
