@@ -1443,7 +1443,9 @@ fn h_engine_routes_shows_the_cluster() {
     let (code, metrics) = cluster.node(0).get("/_engine/metrics");
     assert_eq!(code, 200, "{metrics}");
     assert!(
-        metrics.lines().any(|l| l == "aiwebengine_cluster_redis_up 1"),
+        metrics
+            .lines()
+            .any(|l| l == "aiwebengine_cluster_redis_up 1"),
         "{metrics}"
     );
     assert!(
@@ -1468,7 +1470,10 @@ fn h_engine_routes_shows_the_cluster() {
     let single = Node::start(cluster.scripts.path(), None, "alone");
     assert_eq!(single.cluster(), json!({ "mode": "single" }));
     let (_, metrics) = single.get("/_engine/metrics");
-    assert!(!metrics.contains("aiwebengine_cluster_redis_up "), "{metrics}");
+    assert!(
+        !metrics.contains("aiwebengine_cluster_redis_up "),
+        "{metrics}"
+    );
 }
 
 /// A node whose Redis is not up yet serves what needs no Redis, fails what
