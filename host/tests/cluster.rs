@@ -1590,3 +1590,46 @@ fn k_a_node_partitioned_from_redis_catches_its_subscribers_up() {
     let ns: Vec<Value> = got.iter().map(|(_, d)| d["n"].clone()).collect();
     assert_eq!(ns, [json!(1), json!(2), json!(3), json!(4)], "{events:#?}");
 }
+
+/// (l) A password in the URL: the node authenticates, and neither its log nor
+/// `/_engine` shows the password; a wrong one leaves the node serving,
+/// disconnected, its sends failing.
+#[test]
+fn l_a_password_in_the_url_authenticates_and_stays_secret() {
+    let redis = shared_redis();
+    let reply = redis
+        .command("ACL SETUSER clustertest on >s3cret-pw ~* &* +@all")
+        .unwrap();
+    assert!(reply.starts_with("+OK"), "ACL SETUSER: {reply}");
+    let url = format!("redis://clustertest:s3cret-pw@127.0.0.1:{}/7", redis.port);
+    let cluster = Cluster::start("secret", &url, 1);
+    let node = cluster.node(0);
+    wait_until("the node authenticating", TIMEOUT, || {
+        node.cluster()["connected"] == true
+    });
+    let status = node.cluster();
+    let shown = status["redis"].as_str().unwrap_or_default();
+    assert!(
+        !shown.contains("s3cret-pw") && shown.contains("***"),
+        "{status}"
+    );
+    let _sub = cluster.subscribe(0, "", None);
+    wait_until("the subscriber counted", TIMEOUT, || {
+        node.subscribers(&cluster.stream) == 1
+    });
+    assert_eq!(node.publish(json!({ "n": 1 }), None), 1);
+    let logged = node.log.lock().unwrap().join("\n");
+    assert!(
+        logged.contains("***") && !logged.contains("s3cret-pw"),
+        "{logged}"
+    );
+
+    let wrong = format!("redis://clustertest:wrong@127.0.0.1:{}/7", redis.port);
+    let bad = Cluster::start("badpw", &wrong, 1);
+    let node = bad.node(0);
+    assert_eq!(node.get("/ping").0, 200, "serves without Redis");
+    let (code, body) = node.try_publish(&json!({ "n": 1 }), None);
+    assert_eq!(code, 500, "a send without an authenticated Redis: {body}");
+    assert_eq!(node.cluster()["connected"], false);
+    assert!(!node.cluster().to_string().contains("wrong@"));
+}
