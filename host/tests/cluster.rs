@@ -1487,6 +1487,14 @@ fn i_a_node_started_before_redis_serves_and_connects_later() {
     let status = node.cluster();
     assert_eq!(status["mode"], "redis", "{status}");
     assert_eq!(status["connected"], false, "{status}");
+    // The log says so, not only /_engine.
+    wait_until("the log saying Redis is unreachable", TIMEOUT, || {
+        node.log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("Redis is unreachable"))
+    });
     let (code, body) = node.try_publish(&json!({ "n": 0 }), None);
     assert_eq!(code, 500, "a send with Redis down: {body}");
     // Checked at the end, after the streams.

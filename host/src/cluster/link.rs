@@ -24,9 +24,14 @@ pub struct Link {
     manager: ConnectionManager,
     runtime: tokio::runtime::Handle,
     up: AtomicBool,
+    /// When "Redis is unreachable" was last logged while it stays so.
+    warned: std::sync::Mutex<Option<std::time::Instant>>,
     /// The URL without its password, for logs and `/_engine`.
     pub display: String,
 }
+
+/// How often a Redis that stays unreachable is logged again.
+const WARN_EVERY: Duration = Duration::from_secs(30);
 
 impl Link {
     /// A link to the Redis at `url` (`redis://`, `rediss://`, with an optional
@@ -46,6 +51,7 @@ impl Link {
             manager,
             runtime: tokio::runtime::Handle::current(),
             up: AtomicBool::new(false),
+            warned: std::sync::Mutex::new(None),
             display: redact(url),
         }))
     }
@@ -82,10 +88,21 @@ impl Link {
             }
         };
         let was = self.up.swap(ok, Ordering::Relaxed);
+        let mut warned = self.warned.lock().unwrap_or_else(|e| e.into_inner());
         match (was, ok) {
-            (false, true) => tracing::info!(redis = %self.display, "connected to Redis"),
+            (false, true) => {
+                *warned = None;
+                tracing::info!(redis = %self.display, "connected to Redis")
+            }
             (true, false) => {
-                tracing::warn!(redis = %self.display, "lost Redis: {}", describe(result))
+                *warned = Some(std::time::Instant::now());
+                tracing::warn!(redis = %self.display, "lost Redis: {}; retrying", describe(result))
+            }
+            // Still unreachable (from the start, or since it was lost): say so
+            // now and then, so a node that never connected is not silent.
+            (false, false) if warned.is_none_or(|at| at.elapsed() >= WARN_EVERY) => {
+                *warned = Some(std::time::Instant::now());
+                tracing::warn!(redis = %self.display, "Redis is unreachable: {}; serving, and retrying", describe(result))
             }
             _ => {}
         }
