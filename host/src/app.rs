@@ -171,7 +171,11 @@ impl App {
         // most as long as a call may run, plus a margin.
         let storage = match &cluster {
             Some(cluster) => {
-                let lease = settings.limits.timeout + Duration::from_secs(5);
+                // With no call deadline (`--timeout-ms 0`) a turn may run long: 30 s.
+                let lease = match settings.limits.timeout {
+                    t if t.is_zero() => Duration::from_secs(30),
+                    t => t + Duration::from_secs(5),
+                };
                 let store = RedisStore::with_lease_times(
                     cluster.link.clone(),
                     lease,
