@@ -548,22 +548,20 @@ fn end_turn(
         }
         return;
     }
-    // A failure is the kind of error (storage or cluster) and why.
-    type Failure = (fn(String) -> CallError, String);
-    let send = move |outcome: Result<(), Failure>| {
+    let send = move |outcome: Result<(), CallError>| {
         for (reply, answer) in answers {
             let answer = match &outcome {
                 Ok(()) => answer,
-                Err((kind, why)) => Err(kind(why.clone())),
+                Err(e) => Err(e.clone()),
             };
             let _ = reply.send(answer);
         }
     };
     turn.commit(Box::new(move |stored| match stored {
-        Err(e) => send(Err((CallError::Storage, e))),
-        Ok(()) if accepted.any() => accepted.then(move |published| {
-            send(published.map_err(|e| (CallError::Cluster as fn(String) -> CallError, e)))
-        }),
+        Err(e) => send(Err(CallError::Storage(e))),
+        Ok(()) if accepted.any() => {
+            accepted.then(move |published| send(published.map_err(CallError::Cluster)))
+        }
         Ok(()) => send(Ok(())),
     }));
 }

@@ -15,7 +15,7 @@ use crate::limits::MemoryCap;
 use crate::route_path::RoutePath;
 use crate::services::ScriptServices;
 use crate::storage::Namespace;
-use crate::streams::{Hub, Sent};
+use crate::streams::Hub;
 
 /// Bytes of guest stdout/stderr kept per instance. Scripts log through
 /// `console`, so only a Rust panic in the guest runtime writes here.
@@ -214,7 +214,7 @@ impl Host for HostState {
                 .send(p, &json, filter.clone(), || accepted.settle())
                 .map_err(|e| format!("sendStreamMessage({p:?}): {e}"))?;
             reached += match sent {
-                Some(Sent::Local(n) | Sent::Published(n)) => n,
+                Some(n) => n,
                 None if named => {
                     return Err(format!("no stream is registered at {p:?}"));
                 }

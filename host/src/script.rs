@@ -32,7 +32,7 @@ pub struct LoadError {
 }
 
 /// Why a call into a script produced no response.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum CallError {
     #[error("{}", .0.message)]
     Exception(ScriptError),

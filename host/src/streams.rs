@@ -57,15 +57,6 @@ pub trait Publisher: Send + Sync {
     ) -> Result<(), String>;
 }
 
-/// What `Hub::send` did with a message.
-pub enum Sent {
-    /// Numbered and queued here; it reached this many subscribers.
-    Local(usize),
-    /// Handed to the cluster; it will reach this many of this node's
-    /// subscribers, once `Settle` says it was accepted.
-    Published(usize),
-}
-
 /// What `Hub::deliver` did with a message numbered by the cluster.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Delivered {
@@ -178,8 +169,13 @@ impl Frame {
     fn reaches(&self, params: &Params) -> bool {
         self.filter
             .as_ref()
-            .is_none_or(|filter| filter.iter().all(|f| params.contains(f)))
+            .is_none_or(|filter| matches(filter, params))
     }
+}
+
+/// Whether a subscriber with `params` is one a message's `filter` picks.
+fn matches(filter: &Params, params: &Params) -> bool {
+    filter.iter().all(|f| params.contains(f))
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -227,7 +223,7 @@ impl StreamChannel {
             None => self.tx.receiver_count(),
             Some(filter) => lock(&self.subscribers)
                 .values()
-                .filter(|p| filter.iter().all(|f| p.contains(f)))
+                .filter(|p| matches(filter, p))
                 .count(),
         }
     }
@@ -431,17 +427,19 @@ impl Hub {
     }
 
     /// Sends `json` to the subscribers of `path` that match `filter` (all when
-    /// it is empty): numbered here, or by the cluster in cluster mode (see
-    /// `Sent`). `Ok(None)`: no stream is registered at `path`.
+    /// it is empty), numbered here, or by the cluster in cluster mode; returns
+    /// how many of this node's subscribers it reaches (in cluster mode, once
+    /// `settle` says the cluster accepted it). `Ok(None)`: no stream is
+    /// registered at `path`.
     pub fn send(
         &self,
         path: &str,
         json: &str,
         filter: Params,
         settle: impl FnOnce() -> Settle,
-    ) -> Result<Option<Sent>, String> {
+    ) -> Result<Option<usize>, String> {
         let Some(publisher) = self.publisher.get() else {
-            return Ok(self.broadcast(path, json, filter).map(Sent::Local));
+            return Ok(self.broadcast(path, json, filter));
         };
         let Some(stream) = self.get(path) else {
             return Ok(None);
@@ -449,7 +447,7 @@ impl Hub {
         let floor = lock(&stream.state).next_id.saturating_sub(1);
         publisher.publish(path, json, &filter, floor, settle())?;
         let filter = (!filter.is_empty()).then_some(filter);
-        Ok(Some(Sent::Published(stream.reach(filter.as_ref()))))
+        Ok(Some(stream.reach(filter.as_ref())))
     }
 
     /// Numbers `json` here and sends it to the subscribers of `path` that match

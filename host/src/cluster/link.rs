@@ -80,12 +80,7 @@ impl Link {
         let ok = match result {
             Ok(_) => true,
             // Redis answered (a script error, a wrong type): it is up.
-            Err(e) => {
-                !(e.is_io_error()
-                    || e.is_timeout()
-                    || e.is_connection_dropped()
-                    || e.is_connection_refusal())
-            }
+            Err(e) => !unreached(e),
         };
         let was = self.up.swap(ok, Ordering::Relaxed);
         let mut warned = self.warned.lock().unwrap_or_else(|e| e.into_inner());
@@ -142,6 +137,11 @@ pub fn redact(url: &str) -> String {
         }
         _ => url.to_string(),
     }
+}
+
+/// Whether `e` means Redis was not reached (rather than that it answered no).
+pub fn unreached(e: &redis::RedisError) -> bool {
+    e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal()
 }
 
 /// The error a script sees when Redis cannot be reached.

@@ -195,17 +195,44 @@ impl Follower {
                 self.behind.insert(path);
                 return Err(e);
             }
-            if let Delivered::Gap(_) = self.deliver(hub, &message) {
-                // The messages before it are gone from the log too.
-                hub.restart_at(&path, message.id);
-                self.deliver(hub, &message);
-            }
+            // Still a gap: the messages before it are gone from the log too.
+            self.deliver_past_gap(hub, &message);
         }
         Ok(())
     }
 
     fn deliver(&self, hub: &Hub, m: &Message) -> Delivered {
         hub.deliver(&m.path, m.id, &m.json, m.filter.clone())
+    }
+
+    /// Delivers `m`; if messages before it are missing for good (trimmed from
+    /// the log, or lost with Redis' data), the stream restarts at it.
+    fn deliver_past_gap(&self, hub: &Hub, m: &Message) {
+        if let Delivered::Gap(_) = self.deliver(hub, m) {
+            hub.restart_at(&m.path, m.id);
+            self.deliver(hub, m);
+        }
+    }
+
+    /// The entries of `path`'s log that `XRANGE`/`XREVRANGE` `args` name, as sent.
+    async fn read_log(
+        &self,
+        path: &str,
+        command: &'static str,
+        args: Vec<String>,
+    ) -> RedisResult<Vec<Message>> {
+        let (_, log) = stream_keys(path);
+        let reply: StreamRangeReply = self
+            .link
+            .run(|mut c| async move {
+                redis::cmd(command)
+                    .arg(log)
+                    .arg(args)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(reply.ids.iter().filter_map(|e| entry(path, e)).collect())
     }
 
     /// A message of a new epoch: Redis lost the stream's history, and
@@ -217,24 +244,14 @@ impl Follower {
                 self.epochs.insert(m.path.clone(), m.epoch.clone());
             }
             Some(epoch) if *epoch != m.epoch => {
-                let (_, log) = stream_keys(&m.path);
-                let first: StreamRangeReply = self
-                    .link
-                    .run(|mut c| async move {
-                        redis::cmd("XRANGE")
-                            .arg(log)
-                            .arg("-")
-                            .arg("+")
-                            .arg("COUNT")
-                            .arg(1)
-                            .query_async(&mut c)
-                            .await
-                    })
-                    .await?;
-                let first = first
-                    .ids
-                    .iter()
-                    .filter_map(|e| entry(&m.path, e))
+                let first = self
+                    .read_log(
+                        &m.path,
+                        "XRANGE",
+                        ["-", "+", "COUNT", "1"].map(String::from).to_vec(),
+                    )
+                    .await?
+                    .into_iter()
                     .find(|e| e.epoch == m.epoch)
                     .map_or(m.id, |e| e.id.min(m.id));
                 hub.restart_at(&m.path, first);
@@ -255,7 +272,6 @@ impl Follower {
         }
         // First contact: the log's recent messages fill the replay buffer;
         // those logged after this node created the stream are news.
-        let (_, log) = stream_keys(path);
         let end = match before {
             Some(0 | 1) => None,
             Some(before) => Some(format!("{}-0", before - 1)),
@@ -263,21 +279,9 @@ impl Follower {
         };
         let mut recent: Vec<Message> = Vec::new();
         if let Some(end) = end {
-            let count = self.replay_messages;
-            let reply: StreamRangeReply = self
-                .link
-                .run(|mut c| async move {
-                    redis::cmd("XREVRANGE")
-                        .arg(log)
-                        .arg(end)
-                        .arg("-")
-                        .arg("COUNT")
-                        .arg(count)
-                        .query_async(&mut c)
-                        .await
-                })
-                .await?;
-            recent = reply.ids.iter().filter_map(|e| entry(path, e)).collect();
+            let count = self.replay_messages.to_string();
+            let range = vec![end, "-".into(), "COUNT".into(), count];
+            recent = self.read_log(path, "XREVRANGE", range).await?;
             recent.reverse();
         }
         // Only the newest epoch's messages are history still.
@@ -295,10 +299,7 @@ impl Follower {
             .unwrap_or(first);
         hub.start_at(path, first, live_from);
         for message in recent {
-            if let Delivered::Gap(_) = self.deliver(hub, &message) {
-                hub.restart_at(path, message.id);
-                self.deliver(hub, &message);
-            }
+            self.deliver_past_gap(hub, &message);
         }
         Ok(())
     }
@@ -312,34 +313,21 @@ impl Follower {
         from: u64,
         before: Option<u64>,
     ) -> RedisResult<()> {
-        let (_, log) = stream_keys(path);
         let end = match before {
             Some(before) if before <= from => return Ok(()),
             Some(before) => format!("{}-0", before - 1),
             None => "+".to_string(),
         };
-        let start = format!("{from}-0");
-        let missing: StreamRangeReply = self
-            .link
-            .run(|mut c| async move {
-                redis::cmd("XRANGE")
-                    .arg(log)
-                    .arg(start)
-                    .arg(end)
-                    .query_async(&mut c)
-                    .await
-            })
+        let missing = self
+            .read_log(path, "XRANGE", vec![format!("{from}-0"), end])
             .await?;
-        for message in missing.ids.iter().filter_map(|e| entry(path, e)) {
+        for message in missing {
             if self.epochs.get(path).is_some_and(|e| *e != message.epoch) {
                 hub.restart_at(path, message.id);
             }
             self.epochs.insert(path.to_string(), message.epoch.clone());
-            if let Delivered::Gap(_) = self.deliver(hub, &message) {
-                // Older messages were trimmed from the log: they are lost here.
-                hub.restart_at(path, message.id);
-                self.deliver(hub, &message);
-            }
+            // A gap here: older messages were trimmed from the log.
+            self.deliver_past_gap(hub, &message);
         }
         Ok(())
     }

@@ -44,6 +44,8 @@ fn time(t: SystemTime) -> String {
 
 /// Every script with its status, routes and streams, as JSON.
 pub fn snapshot(app: &App) -> Value {
+    // In cluster mode usage is a Redis call: skip it while Redis is away.
+    let redis_down = app.cluster.as_ref().is_some_and(|c| !c.link.is_up());
     let table = app.table.load();
     let scripts: Vec<Value> = app
         .scripts()
@@ -61,8 +63,6 @@ pub fn snapshot(app: &App) -> Value {
                 counts
             });
             let status = view.status(&conflicts);
-            // In cluster mode usage is a Redis call: skip it while Redis is away.
-            let redis_down = app.cluster.as_ref().is_some_and(|c| !c.link.is_up());
             let usage = match redis_down {
                 true => Err(anyhow::anyhow!("Redis is unreachable")),
                 false => app.storage.usage(&view.name),

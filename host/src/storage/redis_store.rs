@@ -109,7 +109,7 @@ pub fn unreachable(link: &Link, e: &redis::RedisError) -> String {
 
 /// `unreachable` for connection failures; otherwise what Redis answered.
 fn failure(link: &Link, e: &redis::RedisError) -> String {
-    if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal() {
+    if link::unreached(e) {
         unreachable(link, e)
     } else {
         format!("storage: Redis at {} refused the call: {e}", link.display)
