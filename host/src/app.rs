@@ -13,13 +13,12 @@ use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
 
 use crate::cluster::Cluster;
-use crate::engine::WasmEngine;
 use crate::fetch::{FetchSettings, Fetcher};
 use crate::health::Health;
 use crate::limits::Limits;
 use crate::metrics::{Metrics, Reload};
 use crate::registry::{Conflict, RouteTable};
-use crate::script::{LoadError, LoadedScript};
+use crate::script::{LinkedGuest, LoadError, LoadedScript};
 use crate::script_files::{self, Found, Stamp};
 use crate::script_names;
 pub use crate::script_view::ScriptView;
@@ -28,6 +27,7 @@ use crate::services::Services;
 use crate::storage::redis_store::RedisStore;
 use crate::storage::{Storage, StorageLimits};
 use crate::streams::{Hub, HubLimits};
+use crate::wasm::WasmRuntime;
 
 /// The knobs `serve` takes from the command line.
 #[derive(Clone, Debug)]
@@ -91,7 +91,7 @@ impl Settings {
             shutdown_timeout: Duration::from_secs(10),
             shutdown_drain: Duration::ZERO,
             admin_token: None,
-            cache_dir: crate::engine::default_cache_dir(),
+            cache_dir: crate::wasm::default_cache_dir(),
             watch: true,
             limits: Limits::default(),
             header_read_timeout: Duration::from_secs(10),
@@ -127,7 +127,7 @@ pub struct Slot {
 
 pub struct App {
     pub settings: Settings,
-    pub wasm: WasmEngine,
+    pub guest: LinkedGuest,
     pub hub: Arc<Hub>,
     pub services: Services,
     pub storage: Arc<Storage>,
@@ -186,15 +186,18 @@ impl App {
             None => Storage::open(settings.data_dir.as_deref(), settings.storage)?,
         };
         let storage = Arc::new(storage.with_metrics(metrics.clone()));
-        let wasm = WasmEngine::new(settings.cache_dir.as_deref(), settings.limits)?;
+        let wasm = WasmRuntime::new(settings.cache_dir.as_deref(), settings.limits)?;
+        let guest = LinkedGuest::new(wasm)?;
         let services = Services {
             hub: hub.clone(),
+            clients: Arc::default(),
             fetch: Arc::new(Fetcher::new(&settings.fetch)?),
             storage: storage.clone(),
+            metrics: metrics.clone(),
         };
         Ok(Arc::new(App {
             settings,
-            wasm,
+            guest,
             hub,
             metrics,
             health: Health::default(),
@@ -388,12 +391,11 @@ impl App {
     async fn start(&self, name: &str, source: String) -> Result<Arc<LoadedScript>, LoadError> {
         let source = script_names::prepare(name, source)?;
         LoadedScript::start(
-            self.wasm.clone(),
-            self.services.for_script(),
+            self.guest.clone(),
+            self.services.for_script(name),
             name,
             source,
             self.settings.queue_depth,
-            &self.metrics,
         )
         .await
     }

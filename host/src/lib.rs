@@ -7,24 +7,21 @@
 //! - `cluster`    cluster mode over Redis: the link, cluster-wide streams, node heartbeats
 //! - `app`        shared state: settings, scripts by file name, the live route table
 //! - `fd_limit`   `--max-connections` sized from the file-descriptor limit
-//! - `engine`     wasmtime: engine config, the compiled guest (cached), the linker
+//! - `wasm`       wasmtime: engine config, epoch ticker, the compiled guest (cached)
 //! - `bindings`   the one `bindgen!` of `wit/aiwebengine.wit`
-//! - `host_state` a script's `Store` data and the WIT `host` functions it calls
-//! - `console`    a script's console lines: escaped, length-capped, rate-limited
-//! - `services`   what a script's sandbox can reach (stream hub, storage), as one value
+//! - `services`   what a script version is given (hub, WebSocket clients, fetch, storage, metrics), as one value
 //! - `storage`    durable per-script storage: turns, overlay, redb backend, dump/restore
 //! - `limits`     fuel, deadline and memory cap per call; naming what tripped
 //! - `metrics`    Prometheus metrics: names, labels, one-line helpers, exposition
 //! - `health`     loading / ready / shutting down, and the shutdown drain
 //! - `logging`    text or JSON log lines (`--log-format`)
-//! - `script`     a loaded script version: registrations + queue into its actor
-//! - `actor`      the thread that owns a script's instance: requests, timers, restarts
+//! - `script`     a loaded script version: its instance, actor thread, registrations, WIT imports
 //! - `route_path` `/users/:id/*rest` → router patterns
 //! - `registry`   the route table built from loaded scripts (conflicts, lookups)
 //! - `streams`    the stream hub: per-stream broadcast, SSE and WebSocket frames encoded once
 //! - `script_files` reading script files off the async workers: size cap, unchanged-file skip, no symlinks out
 //! - `fetch`      outbound `fetch`: allow-list, checked DNS, redirects, caps
-//! - `websocket`  WebSocket clients: script handlers, `client.send`, the WIT `websocket` host
+//! - `websocket`  live WebSocket connections by client id, for `client.send`
 //! - `watcher`    hot reload: folder events → `App::reconcile`
 //! - `server`     warp: dispatch to scripts, SSE responses, route browser, errors
 //! - `script_view` a script as `/_engine`, metrics and `check` show it: status, routes, streams
@@ -40,18 +37,14 @@
 #![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::string_slice))]
 
 pub mod accepted;
-pub mod actor;
 pub mod app;
 pub mod bindings;
 pub mod check;
 pub mod cli;
 pub mod cluster;
-pub mod console;
-pub mod engine;
 pub mod fd_limit;
 pub mod fetch;
 pub mod health;
-pub mod host_state;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
@@ -67,6 +60,7 @@ pub mod services;
 pub mod storage;
 pub mod streams;
 pub mod typescript;
+pub mod wasm;
 pub mod watcher;
 pub mod websocket;
 

@@ -49,7 +49,8 @@ pub enum Limit {
 }
 
 impl Limit {
-    pub fn describe(self) -> &'static str {
+    /// The limit as messages name it: "exceeded its CPU budget".
+    pub fn phrase(self) -> &'static str {
         match self {
             Limit::Cpu => "its CPU budget",
             Limit::Time => "its time limit",

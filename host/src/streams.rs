@@ -186,8 +186,6 @@ pub enum SubscribeError {
 
 pub struct Hub {
     streams: RwLock<HashMap<String, Arc<StreamChannel>>>,
-    /// Live WebSocket connections, for `client.send`.
-    pub clients: crate::websocket::Clients,
     limits: HubLimits,
     total: Arc<AtomicUsize>,
     fan_out: crossbeam_channel::Sender<(Arc<StreamChannel>, Arc<Frame>)>,
@@ -349,7 +347,6 @@ impl Hub {
             .expect("starting the stream fan-out thread");
         Hub {
             streams: RwLock::new(HashMap::new()),
-            clients: Default::default(),
             limits,
             total: Arc::new(AtomicUsize::new(0)),
             fan_out,

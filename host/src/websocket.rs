@@ -1,9 +1,9 @@
-//! The host side of WebSocket connections on stream paths (`wit/websocket.wit`):
-//! which streams a script listens to (`onOpen`, `onMessage`, `onClose`), the
-//! live connections a script may `send` to, and the `websocket` WIT functions.
+//! The live WebSocket connections on stream paths, by client id: what a
+//! script's `client.send` reaches (`script/imports/websocket.rs`).
 //!
 //! The connection itself (upgrade, frames, pings, limits) is served by
 //! `server/websocket.rs`; the hub's broadcast reaches it like any subscriber.
+//! Which streams a script listens to is in `script/registrations.rs`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,30 +12,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::bindings::aiwebengine::script::websocket::Host;
-use crate::host_state::HostState;
-use crate::streams::{encode_json, Hub};
-
-/// Which client handlers a script gave `registerStreamRoute` for one stream.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Hooks {
-    pub open: bool,
-    pub message: bool,
-    pub close: bool,
-}
-
-/// Streams of one script with client handlers, by path.
-#[derive(Clone, Debug, Default)]
-pub struct Listeners(Vec<(String, Hooks)>);
-
-impl Listeners {
-    pub fn hooks(&self, path: &str) -> Hooks {
-        self.0
-            .iter()
-            .find(|(p, _)| p == path)
-            .map_or_else(Hooks::default, |(_, h)| *h)
-    }
-}
+use crate::streams::encode_json;
 
 /// Live WebSocket connections by client id, each with a bounded queue of
 /// messages sent to it alone (`client.send`).
@@ -56,23 +33,23 @@ pub struct Client {
     pub path: String,
     /// Messages for this connection only, already encoded as `{"data":...}`.
     pub direct: mpsc::Receiver<Bytes>,
-    hub: Arc<Hub>,
+    clients: Arc<Clients>,
 }
 
 impl Drop for Client {
     fn drop(&mut self) {
-        self.hub.clients.live.lock().unwrap().remove(&self.id);
+        self.clients.live.lock().unwrap().remove(&self.id);
     }
 }
 
 impl Clients {
     /// Registers a connection to the stream at `path`; `capacity` bounds what
     /// may wait for it (a client that does not read loses direct messages).
-    pub fn connect(hub: &Arc<Hub>, path: &str, capacity: usize) -> Client {
-        let n = hub.clients.next.fetch_add(1, Ordering::Relaxed) + 1;
+    pub fn connect(self: &Arc<Self>, path: &str, capacity: usize) -> Client {
+        let n = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         let id = format!("ws-{n}");
         let (tx, direct) = mpsc::channel(capacity.max(1));
-        hub.clients.live.lock().unwrap().insert(
+        self.live.lock().unwrap().insert(
             id.clone(),
             Entry {
                 path: path.to_string(),
@@ -83,7 +60,7 @@ impl Clients {
             id,
             path: path.to_string(),
             direct,
-            hub: hub.clone(),
+            clients: self.clone(),
         }
     }
 
@@ -107,34 +84,5 @@ impl Clients {
 
     pub fn count(&self) -> usize {
         self.live.lock().unwrap().len()
-    }
-}
-
-impl Host for HostState {
-    fn listen(
-        &mut self,
-        path: String,
-        on_open: bool,
-        on_message: bool,
-        on_close: bool,
-    ) -> Result<(), String> {
-        if !self.registrations.streams.contains(&path) {
-            return Err(format!("no stream is registered at {path:?}"));
-        }
-        let hooks = Hooks {
-            open: on_open,
-            message: on_message,
-            close: on_close,
-        };
-        let listeners = &mut self.registrations.websocket.0;
-        listeners.retain(|(p, _)| *p != path);
-        listeners.push((path, hooks));
-        Ok(())
-    }
-
-    fn send(&mut self, client: String, json: String) -> bool {
-        self.hub
-            .clients
-            .send(&client, &self.registrations.streams, &json)
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! - `policy.rs` the `--allow-outbound` rules and the non-public address check
 //! - `client.rs` one fetch with reqwest: redirects, checked DNS, body cap
-//! - `host.rs`   the WIT `fetch` interface of a script's `HostState`
+//!
+//! The WIT `fetch` interface a script calls is in `script/imports/fetch.rs`.
 //!
 //! A fetch never runs on the script's thread. The guest's `start` spawns it on
 //! the tokio runtime and returns an id; when it finishes, its `Done` goes to
@@ -11,7 +12,6 @@
 //! time; the fetch's own timeout bounds it.
 
 mod client;
-mod host;
 pub mod policy;
 
 use std::collections::HashMap;
@@ -144,7 +144,7 @@ impl Inflight {
     }
 
     /// Starts a fetch on the runtime; its outcome arrives as a `Done`.
-    fn start(&mut self, req: FetchRequest) -> Result<u64, String> {
+    pub fn start(&mut self, req: FetchRequest) -> Result<u64, String> {
         if self.tasks.len() >= MAX_PENDING {
             return Err(format!(
                 "too many fetches pending (this script may have {MAX_PENDING} at once)"

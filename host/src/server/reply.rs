@@ -23,7 +23,7 @@ pub fn text(status: StatusCode, body: impl Into<String>) -> Response {
 pub fn call_error(script: &str, route: &str, error: CallError) -> Response {
     match error {
         CallError::Exception(e) => {
-            let message = crate::script::describe(script, &e);
+            let message = crate::script::located_message(script, &e);
             match &e.stack {
                 Some(stack) => tracing::error!(script, route, "handler threw {message}\n{stack}"),
                 None => tracing::error!(script, route, "handler threw {message}"),
@@ -40,7 +40,7 @@ pub fn call_error(script: &str, route: &str, error: CallError) -> Response {
             };
             text(
                 status,
-                format!("script {script} exceeded {}\n", limit.describe()),
+                format!("script {script} exceeded {}\n", limit.phrase()),
             )
         }
         CallError::Restarting(wait) => {

@@ -30,13 +30,12 @@ use warp::reply::Response;
 
 use super::reply;
 use super::subscribe::Subscribe;
-use crate::actor::Job;
 use crate::app::App;
 use crate::bindings::{WsClient, WsEvent};
 use crate::registry::StreamRoute;
-use crate::script::CallError;
+use crate::script::{CallError, Hooks, Job};
 use crate::streams::{Frame, Lagged, Transport};
-use crate::websocket::{Client, Clients, Hooks};
+use crate::websocket::Client;
 
 /// Does this request ask to become a WebSocket?
 pub fn is_upgrade(headers: &HeaderMap) -> bool {
@@ -86,7 +85,10 @@ pub fn upgrade(
         Ok(frames) => frames,
         Err(e) => return super::subscribe::refusal(&stream.path, e),
     };
-    let client = Clients::connect(&app.hub, &stream.path, app.settings.hub.lag);
+    let client = app
+        .services
+        .clients
+        .connect(&stream.path, app.settings.hub.lag);
     let accept = derive_accept_key(key.as_bytes());
     let app = app.clone();
     tokio::spawn(async move {

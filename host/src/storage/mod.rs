@@ -6,14 +6,14 @@
 //!   every node, with `redis_lua.rs` (layout, Lua scripts) and `redis_lease.rs`
 //!   (per-namespace leases that serialise a script's turns across nodes)
 //! - `namespace.rs`  a script's namespace: turns, the not-yet-durable overlay
-//! - `host_api.rs`   the WIT `storage` interface, dispatching to the namespace
 //! - `backup.rs`     dump/restore as JSON lines, offline or through a running server
+//!
+//! The WIT `storage` interface a script calls is in `script/imports/storage.rs`.
 //!
 //! A script's namespace is its file name without the extension, so data
 //! survives edits, reloads, restarts and re-adding the file.
 
 pub mod backup;
-mod host_api;
 pub mod namespace;
 pub mod redb_store;
 mod redis_lease;

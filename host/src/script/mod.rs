@@ -1,62 +1,49 @@
 //! A loaded script as the rest of the host sees it: its registrations and a
-//! bounded queue into its actor (see `actor.rs`), and the errors a call can end in.
+//! bounded queue into its actor, and the errors a call can end in.
+//!
+//! - `error.rs`         `LoadError`, `CallError`
+//! - `exception.rs`     a script's exception as one line, with where it was thrown
+//! - `linker.rs`        the guest linked with the imports a script gets, once per process
+//! - `instance.rs`      a store with its limits armed, the guest instantiated, the script loaded
+//! - `actor.rs`         the thread that owns a script's instance: requests, timers, restarts
+//! - `state.rs`         a script's `Store` data (`HostState`)
+//! - `registrations.rs` the routes, streams and WebSocket handlers a script registers
+//! - `console.rs`       a script's console lines: escaped, length-capped, rate-limited
+//! - `imports/`         the host side of each WIT interface a script imports
+//!
+//! Within this folder, `mod.rs` uses its files and no file uses `mod.rs`.
+
+mod actor;
+mod console;
+mod error;
+mod exception;
+mod imports;
+mod instance;
+mod linker;
+mod registrations;
+mod state;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use crossbeam_channel::{Sender, TrySendError};
 use tokio::sync::oneshot;
 
-use crate::actor::{Actor, Job, Recipe};
-use crate::bindings::{Request, Response, ScriptError};
-use crate::engine::WasmEngine;
-use crate::host_state::Registrations;
-use crate::limits::Limit;
-use crate::metrics::{Metrics, ScriptMetrics};
+use crate::bindings::{Request, Response};
+use crate::metrics::ScriptMetrics;
 use crate::services::ScriptServices;
+use actor::Actor;
+use instance::Recipe;
 
-pub use crate::actor::describe;
+pub use actor::Job;
+pub use error::{CallError, LoadError};
+pub use exception::located_message;
+pub use linker::LinkedGuest;
+pub use registrations::{Hooks, Registrations, RouteDecl};
 
 /// Native stack for a script thread; wasm and QuickJS recursion have their own,
 /// smaller limits inside it.
 const THREAD_STACK: usize = 8 << 20;
-
-/// Why a script could not be loaded.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{message}")]
-pub struct LoadError {
-    /// One line: what went wrong, with the script's file and line when known.
-    pub message: String,
-    /// The JS stack or the trap's backtrace, for the log.
-    pub detail: Option<String>,
-}
-
-/// Why a call into a script produced no response.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum CallError {
-    #[error("{}", .0.message)]
-    Exception(ScriptError),
-    #[error("exceeded {}", .0.describe())]
-    Limit(Limit),
-    #[error("the script crashed: {0}")]
-    Trap(String),
-    #[error("too many requests are queued for this script")]
-    Busy,
-    #[error("the script is restarting after repeated failures")]
-    Restarting(Duration),
-    #[error("the script was unloaded")]
-    Gone,
-    /// The turn's storage commit failed (disk full, I/O error): nothing of it was written.
-    #[error("storage failed: {0}")]
-    Storage(String),
-    /// A stream message the turn sent was not accepted by the cluster (Redis
-    /// unreachable): the turn's storage writes stand, the message is lost.
-    #[error("a stream message was not accepted by the cluster: {0}")]
-    Cluster(String),
-    /// This response's turn was rolled back because another call in it failed.
-    #[error("its storage writes were rolled back because another handler in the same turn failed")]
-    RolledBack,
-}
 
 /// A loaded script version. Dropping the last clone of it ends its actor
 /// thread (and its timers) once queued calls are done.
@@ -72,21 +59,19 @@ impl LoadedScript {
     /// Starts the actor thread, creates the instance and runs the script's top
     /// level. Resolves once the script loaded (or failed to).
     pub async fn start(
-        engine: WasmEngine,
+        guest: LinkedGuest,
         services: ScriptServices,
         name: &str,
         source: String,
         queue_depth: usize,
-        metrics: &Metrics,
     ) -> Result<Arc<LoadedScript>, LoadError> {
         let name: Arc<str> = Arc::from(name);
-        let metrics = metrics.script(&name);
+        let metrics = services.metrics.clone();
         let recipe = Recipe {
-            engine,
+            guest,
             services,
             name: name.clone(),
             source,
-            metrics: metrics.clone(),
         };
         let (queue, jobs) = crossbeam_channel::bounded(queue_depth.max(1));
         let (ready_tx, ready_rx) = oneshot::channel();

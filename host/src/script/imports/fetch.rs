@@ -1,7 +1,7 @@
 //! The host side of the WIT `fetch` interface: the guest starts a fetch.
 
 use crate::bindings::aiwebengine::script::fetch::{FetchRequest, Host};
-use crate::host_state::HostState;
+use crate::script::state::HostState;
 
 impl Host for HostState {
     fn start(&mut self, req: FetchRequest) -> Result<u64, String> {

@@ -14,24 +14,19 @@
 //! requests take turns instead of one starving the other.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Select};
 use tokio::sync::oneshot;
 use wasmtime::Store;
 
+use super::error::CallError;
+use super::instance::{log_guest_output, Instance, Recipe};
+use super::state::HostState;
 use crate::accepted::Accepted;
-use crate::bindings::{
-    GuestConfig, Handled, Request, Response, Script, ScriptError, WsClient, WsEvent,
-};
-use crate::engine::WasmEngine;
+use crate::bindings::{Handled, Request, Response, Script, WsClient, WsEvent};
 use crate::fetch;
-use crate::host_state::HostState;
 use crate::limits::{self, Limit};
-use crate::metrics::ScriptMetrics;
-use crate::script::{CallError, LoadError};
-use crate::services::ScriptServices;
 use crate::storage::Turn;
 
 /// Consecutive failures after which restarts are spaced out.
@@ -52,135 +47,6 @@ pub enum Job {
         client: WsClient,
         event: WsEvent,
     },
-}
-
-/// What the actor needs to (re)create its instance.
-pub struct Recipe {
-    pub engine: WasmEngine,
-    pub services: ScriptServices,
-    pub name: Arc<str>,
-    pub source: String,
-    pub metrics: ScriptMetrics,
-}
-
-pub struct Instance {
-    pub store: Store<HostState>,
-    bindings: Script,
-}
-
-impl Recipe {
-    /// A fresh instance with the script loaded, under the same limits as a call.
-    pub fn instantiate(&self) -> Result<Instance, LoadError> {
-        let limits = &self.engine.limits;
-        let namespace = self
-            .services
-            .storage
-            .namespace(&self.name)
-            .map_err(|e| LoadError {
-                message: format!("storage failed: {e:#}"),
-                detail: None,
-            })?;
-        let state = HostState::new(
-            self.name.clone(),
-            &self.services,
-            namespace.clone(),
-            limits.memory_bytes,
-        );
-        let mut store = Store::new(&self.engine.engine, state);
-        store.limiter(|state| &mut state.memory);
-        limits::arm(&mut store, limits);
-        let bindings = self
-            .engine
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| trap_load_error(&store, "starting the sandbox", e))?;
-        let config = GuestConfig {
-            max_timers: limits.max_timers,
-        };
-        limits::arm(&mut store, limits);
-        let guest = bindings.aiwebengine_script_guest();
-        let turn = namespace.begin();
-        let loaded = match guest.call_load(&mut store, &self.name, &self.source, config) {
-            Ok(Ok(())) => Ok(Instance { store, bindings }),
-            Ok(Err(e)) => Err(LoadError {
-                message: describe(&self.name, &e),
-                detail: e.stack,
-            }),
-            Err(e) => Err(trap_load_error(&store, "running its top level", e)),
-        };
-        if loaded.is_err() {
-            turn.discard();
-            return loaded;
-        }
-        let (tx, rx) = std::sync::mpsc::channel();
-        turn.commit(Box::new(move |outcome| drop(tx.send(outcome))));
-        match rx.recv() {
-            Ok(Ok(())) => loaded,
-            Ok(Err(e)) => Err(LoadError {
-                message: format!("the top level's storage writes failed: {e}"),
-                detail: None,
-            }),
-            Err(_) => Err(LoadError {
-                message: "the storage writer stopped".into(),
-                detail: None,
-            }),
-        }
-    }
-}
-
-/// The error's message and, when its stack passes through the script itself,
-/// where: "TypeError: x is undefined (at chat.js:12:5)".
-pub fn describe(script: &str, error: &ScriptError) -> String {
-    match error
-        .stack
-        .as_deref()
-        .and_then(|stack| locate(script, stack))
-    {
-        Some(place) => format!("{} (at {place})", error.message),
-        None => error.message.clone(),
-    }
-}
-
-/// The first `file:line:column` of `script` in a QuickJS stack.
-fn locate<'a>(script: &str, stack: &'a str) -> Option<&'a str> {
-    stack.lines().find_map(|line| {
-        // `split_at_checked` and `strip_prefix`, not slicing: the script's
-        // name itself may hold `)` (a file named "a).js" once panicked here).
-        let (_, place) = line.split_at_checked(line.find(script)?)?;
-        let after = place.strip_prefix(script)?;
-        let end = after.find(')').unwrap_or(after.len()) + script.len();
-        let (place, _) = place.split_at_checked(end)?;
-        let place = place.trim_end();
-        place
-            .strip_prefix(script)?
-            .starts_with(':')
-            .then_some(place)
-    })
-}
-
-fn trap_load_error(store: &Store<HostState>, doing: &str, e: wasmtime::Error) -> LoadError {
-    log_guest_output(store);
-    let message = match limits::classify(&e, store.data().memory.exceeded) {
-        Some(limit) => format!("the script exceeded {} while {doing}", limit.describe()),
-        None => format!("the sandbox failed while {doing}: {}", e.root_cause()),
-    };
-    LoadError {
-        message,
-        detail: Some(format!("{e:?}")),
-    }
-}
-
-/// The guest runtime writes to stdout/stderr only when it panics; say what it said.
-fn log_guest_output(store: &Store<HostState>) {
-    let out = store.data().output.contents();
-    if !out.is_empty() {
-        let script = &*store.data().script;
-        tracing::error!(
-            script,
-            "guest output: {}",
-            String::from_utf8_lossy(&out).trim_end()
-        );
-    }
 }
 
 /// A request whose handler returned a still-pending Promise.
@@ -289,7 +155,7 @@ impl Actor {
     /// How long request `id`'s Promise may still take: the per-call time limit
     /// from now, or longer while a fetch it awaits is running (see `fetch`).
     fn wait_deadline(&self, id: u64) -> Instant {
-        let limit = self.recipe.engine.limits.timeout;
+        let limit = self.recipe.guest.wasm.limits.timeout;
         let wait = if limit.is_zero() {
             UNLIMITED_WAIT
         } else {
@@ -381,7 +247,7 @@ impl Actor {
         for id in expired {
             if let Some(d) = self.deferred.remove(&id) {
                 tracing::warn!(script = %self.recipe.name, limit = crate::metrics::limit_kind(Limit::Time), "a handler's Promise did not settle within its time limit");
-                self.recipe.metrics.limit(Limit::Time);
+                self.recipe.services.metrics.limit(Limit::Time);
                 let _ = d.reply.send(Err(CallError::Limit(Limit::Time)));
             }
         }
@@ -398,7 +264,7 @@ impl Actor {
                 return Err(CallError::Restarting(wait));
             }
             tracing::info!(script = %self.recipe.name, "re-instantiating the script (its globals start fresh)");
-            self.recipe.metrics.restarts.inc();
+            self.recipe.services.metrics.restarts.inc();
             match self.recipe.instantiate() {
                 Ok(instance) => self.instance = Some(instance),
                 Err(e) => {
@@ -437,7 +303,7 @@ impl Actor {
         request: Option<(u64, Reply)>,
         f: impl FnOnce(&Script, &mut Store<HostState>) -> wasmtime::Result<Handled>,
     ) {
-        let limits = self.recipe.engine.limits;
+        let limits = self.recipe.guest.wasm.limits;
         let owner = self.owner.take();
         if let Err(e) = self.instance() {
             if let Some((_, reply)) = request {
@@ -452,7 +318,7 @@ impl Actor {
         limits::arm(&mut instance.store, &limits);
         let result = f(&instance.bindings, &mut instance.store);
         let fuel_used = limits::fuel_used(&instance.store, &limits);
-        self.recipe.metrics.fuel(fuel_used);
+        self.recipe.services.metrics.fuel(fuel_used);
         let mut answers = Vec::new();
         let mut trapped = false;
         let accepted = std::mem::take(&mut instance.store.data_mut().accepted);
@@ -492,9 +358,9 @@ impl Actor {
                             limit = crate::metrics::limit_kind(limit),
                             fuel_used,
                             "call stopped: exceeded {}",
-                            limit.describe()
+                            limit.phrase()
                         );
-                        self.recipe.metrics.limit(limit);
+                        self.recipe.services.metrics.limit(limit);
                         CallError::Limit(limit)
                     }
                     None => {
@@ -596,35 +462,5 @@ fn next_job(
         op.recv(fetches)
             .map(Next::Fetched)
             .map_err(|_| RecvTimeoutError::Disconnected)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn errors_are_located_in_the_script() {
-        let e = ScriptError {
-            message: "Error: bad".into(),
-            stack: Some("    at registerRoute (<input>:40:7)\n    at init (chat.js:3:20)\n    at <eval> (chat.js:9:1)\n".into()),
-        };
-        assert_eq!(describe("chat.js", &e), "Error: bad (at chat.js:3:20)");
-        let e = ScriptError {
-            message: "SyntaxError: x".into(),
-            stack: Some("    at x.js:2:5\n".into()),
-        };
-        assert_eq!(describe("x.js", &e), "SyntaxError: x (at x.js:2:5)");
-        let e = ScriptError {
-            message: "Error: y".into(),
-            stack: None,
-        };
-        assert_eq!(describe("x.js", &e), "Error: y");
-        let e = ScriptError {
-            message: "Error: z".into(),
-            stack: Some("    at f (a).js:3:9)\n    at g (a).js)\n".into()),
-        };
-        assert_eq!(describe("a).js", &e), "Error: z (at a).js:3:9)");
-        assert_eq!(describe("a).js:9).js", &e), "Error: z");
     }
 }

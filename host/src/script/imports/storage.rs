@@ -2,10 +2,9 @@
 //! arguments and dispatches to the script's namespace, inside the current turn.
 
 use crate::bindings::aiwebengine::script::storage::{Host, StorageError as WitError};
-use crate::host_state::HostState;
 use crate::metrics::{StorageMetrics, StorageOp};
-
-use super::StorageError;
+use crate::script::state::HostState;
+use crate::storage::StorageError;
 
 /// Counts one call and, when it threw, its error.
 fn counted<T>(

@@ -1,31 +1,28 @@
 //! The one place that narrows wasmtime's flexibility: the `Engine` and its
-//! configuration (fuel, epoch interruption and its ticker thread), the guest component (compiled once per process and cached on
-//! disk), and the `Linker` with the only imports a script gets: our WIT `host`
-//! interface and WASI with an empty context (no files, env, args or sockets;
-//! clocks and randomness work).
+//! configuration (fuel, epoch interruption and its ticker thread), and the
+//! guest component, compiled once per process and cached on disk. It knows no
+//! script types: what a script may import is linked in `script/linker.rs`.
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::Result;
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::Component;
 use wasmtime::error::Context as _;
 use wasmtime::{Config, Engine};
 
-use crate::bindings::ScriptPre;
-use crate::host_state::HostState;
 use crate::limits::{Limits, EPOCH_TICK};
 
 /// The guest runtime, built by `make guest` from `guest-runtime/`.
 pub static GUEST_WASM: &[u8] = include_bytes!("../guest/aiwebengine_guest.wasm");
 
-/// Everything needed to start a script instance; cheap to clone.
+/// The configured engine and the compiled guest; cheap to clone.
 #[derive(Clone)]
-pub struct WasmEngine {
+pub struct WasmRuntime {
     pub engine: Engine,
-    pub pre: Arc<ScriptPre<HostState>>,
+    pub component: Component,
+    /// The limits the engine was configured for (fuel and epochs on or off).
     pub limits: Limits,
 }
 
@@ -58,7 +55,7 @@ fn start_epoch_ticker(engine: &Engine) {
         .expect("starting the epoch ticker thread");
 }
 
-impl WasmEngine {
+impl WasmRuntime {
     /// Builds the engine and loads the guest, from `cache_dir` when it holds a
     /// compiled copy made by this very wasmtime for this very wasm.
     pub fn new(cache_dir: Option<&Path>, limits: Limits) -> Result<Self> {
@@ -69,17 +66,9 @@ impl WasmEngine {
             start_epoch_ticker(&engine);
         }
         let component = load_component(&engine, GUEST_WASM, cache_dir)?;
-        let mut linker = Linker::<HostState>::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).context("linking WASI")?;
-        crate::bindings::Script::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
-            .context("linking the host interface")?;
-        let pre = linker
-            .instantiate_pre(&component)
-            .context("pre-instantiating the guest")?;
-        let pre = ScriptPre::new(pre).context("checking the guest's exports")?;
-        Ok(WasmEngine {
+        Ok(WasmRuntime {
             engine,
-            pre: Arc::new(pre),
+            component,
             limits,
         })
     }
