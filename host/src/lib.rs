@@ -21,7 +21,7 @@
 //! - `streams`    the stream hub: per-stream broadcast, SSE and WebSocket frames encoded once
 //! - `script_files` reading script files off the async workers: size cap, unchanged-file skip, no symlinks out
 //! - `fetch`      outbound `fetch`: allow-list, checked DNS, redirects, caps
-//! - `websocket`  live WebSocket connections by client id, for `client.send`
+//! - `ws_clients` live WebSocket connections by client id, for `client.send`
 //! - `watcher`    hot reload: folder events → `App::reconcile`
 //! - `server`     warp: dispatch to scripts, SSE responses, route browser, errors
 //! - `script_view` a script as `/_engine`, metrics and `check` show it: status, routes, streams
@@ -62,7 +62,7 @@ pub mod streams;
 pub mod typescript;
 pub mod wasm;
 pub mod watcher;
-pub mod websocket;
+pub mod ws_clients;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -11,7 +11,7 @@ use crate::fetch::{Fetcher, ScriptFetch};
 use crate::metrics::{Metrics, ScriptMetrics};
 use crate::storage::Storage;
 use crate::streams::Hub;
-use crate::websocket::Clients;
+use crate::ws_clients::Clients;
 
 /// The engine-wide services.
 #[derive(Clone)]

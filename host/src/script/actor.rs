@@ -37,6 +37,7 @@ const UNLIMITED_WAIT: Duration = Duration::from_secs(300);
 
 pub type Reply = oneshot::Sender<Result<Response, CallError>>;
 
+/// What the actor is queued to do, each as a turn of its own.
 pub enum Job {
     Handle {
         request: Request,

@@ -17,7 +17,7 @@ use crate::limits::MemoryCap;
 use crate::services::ScriptServices;
 use crate::storage::Namespace;
 use crate::streams::Hub;
-use crate::websocket::Clients;
+use crate::ws_clients::Clients;
 
 /// Bytes of guest stdout/stderr kept per instance. Scripts log through
 /// `console`, so only a Rust panic in the guest runtime writes here.

@@ -35,7 +35,7 @@ use crate::bindings::{WsClient, WsEvent};
 use crate::registry::StreamRoute;
 use crate::script::{CallError, Hooks, Job};
 use crate::streams::{Frame, Lagged, Transport};
-use crate::websocket::Client;
+use crate::ws_clients::Client;
 
 /// Does this request ask to become a WebSocket?
 pub fn is_upgrade(headers: &HeaderMap) -> bool {
