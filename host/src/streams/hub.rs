@@ -14,6 +14,8 @@ use super::publisher::{Outgoing, Publisher, Settle};
 use super::replay::Replay;
 use crate::metrics::{Metrics, StreamMetrics};
 
+/// Every stream registered here, by path; shared by the scripts that send and
+/// the connections that subscribe.
 pub struct Hub {
     streams: RwLock<HashMap<String, Arc<StreamChannel>>>,
     /// Live WebSocket connections, for `client.send`.
@@ -29,6 +31,7 @@ pub struct Hub {
     pub(super) new_streams: OnceLock<tokio::sync::mpsc::UnboundedSender<String>>,
 }
 
+/// One stream: its ring, its state, who listens.
 pub(super) struct StreamChannel {
     pub(super) state: Mutex<StreamState>,
     pub(super) ring: Arc<Ring>,
@@ -58,6 +61,7 @@ impl StreamChannel {
     }
 }
 
+/// What changes under the stream's lock: numbering, replay, subscriber ids.
 pub(super) struct StreamState {
     pub(super) next_id: u64,
     pub(super) next_subscriber: u64,

@@ -29,6 +29,7 @@
 //! - `publisher.rs`    `Publisher`: where messages go to be numbered in cluster mode
 //! - `cluster.rs`      the hub's side of cluster mode: `deliver`, catch-up, restarts
 //! - `limits.rs`       sizes and caps of the hub
+//! - `testing.rs`      the unit tests' shared hub (tests only)
 
 mod cluster;
 mod fan_out;
