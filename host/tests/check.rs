@@ -77,6 +77,15 @@ let hits: Hit = { n: 0 };
 routeRegistry.registerRoute('GET', '/typed', (): AIWebEngine.Response => ({ body: hits }));
 ";
 
+/// Runs `check scripts` on a folder of `files`; asserts it fails (exit 1)
+/// and returns its stdout.
+fn check_fails(files: &[(&str, &str)]) -> String {
+    let dir = folder(files);
+    let r = run(dir.path(), &["check", "scripts"]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    r.stdout
+}
+
 #[test]
 fn a_good_folder_passes_and_lists_routes_and_streams() {
     let dir = folder(&[("pages.js", PAGES), ("typed.ts", TYPED)]);
@@ -97,33 +106,24 @@ fn a_good_folder_passes_and_lists_routes_and_streams() {
 
 #[test]
 fn a_broken_folder_fails_with_located_errors() {
-    let syntax = "const fine: number = 1;\nlet x: = 2;\n";
-    let throws = "// top level\nconst n = 1;\nnull.boom;\n";
-    let dir = folder(&[
+    let stdout = check_fails(&[
         ("pages.js", PAGES),
-        ("syntax.ts", syntax),
-        ("throws.js", throws),
+        ("syntax.ts", "const fine: number = 1;\nlet x: = 2;\n"),
+        ("throws.js", "// top level\nconst n = 1;\nnull.boom;\n"),
     ]);
-    let r = run(dir.path(), &["check", "scripts"]);
-    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
-    assert!(r.stdout.contains("scripts/pages.js: ok\n"), "{}", r.stdout);
+    assert!(stdout.contains("scripts/pages.js: ok\n"), "{stdout}");
     assert!(
-        r.stdout
-            .contains("scripts/syntax.ts:2:8: error: SyntaxError: "),
-        "{}",
-        r.stdout
+        stdout.contains("scripts/syntax.ts:2:8: error: SyntaxError: "),
+        "{stdout}"
     );
-    let line = r
-        .stdout
+    let line = stdout
         .lines()
         .find(|l| l.starts_with("scripts/throws.js:3:"))
-        .unwrap_or_else(|| panic!("no located error for throws.js in:\n{}", r.stdout));
+        .unwrap_or_else(|| panic!("no located error for throws.js in:\n{stdout}"));
     assert!(line.contains(": error: TypeError"), "{line}");
     assert!(
-        r.stdout
-            .ends_with("3 scripts: 1 ok, 2 failed to load, 0 with conflicts\n"),
-        "{}",
-        r.stdout
+        stdout.ends_with("3 scripts: 1 ok, 2 failed to load, 0 with conflicts\n"),
+        "{stdout}"
     );
 }
 
@@ -131,28 +131,24 @@ fn a_broken_folder_fails_with_located_errors() {
 fn conflicts_between_scripts_fail_the_check() {
     let first = "routeRegistry.registerRoute('GET', '/x', () => ({}));\n";
     let second = "routeRegistry.registerRoute('GET', '/x', () => ({}));\nrouteRegistry.registerRoute('GET', '/y', () => ({}));\n";
-    let dir = folder(&[
+    let twin = "routeRegistry.registerStreamRoute('/s');\n";
+    let stdout = check_fails(&[
         ("a.js", first),
         ("b.js", second),
-        ("c.js", "routeRegistry.registerStreamRoute('/s');\n"),
-        ("c.ts", "routeRegistry.registerStreamRoute('/s');\n"),
+        ("c.js", twin),
+        ("c.ts", twin),
     ]);
-    let r = run(dir.path(), &["check", "scripts"]);
-    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
-    assert!(r.stdout.contains("scripts/a.js: ok\n"), "{}", r.stdout);
     assert!(
-        r.stdout.contains(
+        stdout.contains(
             "scripts/b.js: conflict\n    GET     /x  (conflict: already registered by a.js; not served)\n    GET     /y\n"
         ),
-        "{}",
-        r.stdout
+        "{stdout}"
     );
     assert!(
-        r.stdout
-            .contains("scripts/c.ts: error: c.ts and c.js are the same script written twice"),
-        "{}",
-        r.stdout
+        stdout.contains("scripts/c.ts: error: c.ts and c.js are the same script written twice"),
+        "{stdout}"
     );
+    assert!(stdout.contains("scripts/a.js: ok\n"), "{stdout}");
 }
 
 #[test]

@@ -12,6 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod common;
+
 const BIN: &str = env!("CARGO_BIN_EXE_aiwebengine");
 const TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -22,12 +24,7 @@ fn test_cache() -> PathBuf {
 
 #[test]
 fn help_lists_every_serve_flag() {
-    let out = Command::new(BIN)
-        .args(["serve", "--help"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let help = String::from_utf8(out.stdout).unwrap();
+    let help = common::serve_help();
     // The README's Command line table, in order.
     for flag in [
         "--scripts",
@@ -201,15 +198,6 @@ impl Server {
         tcp.read_to_string(&mut out).unwrap();
         out
     }
-
-    fn signal(&self, signal: &str) {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill")
-            .args([signal, &pid])
-            .status()
-            .unwrap()
-            .success());
-    }
 }
 
 /// Reads from `tcp` until `needle` has arrived; everything read.
@@ -241,8 +229,7 @@ routeRegistry.registerRoute('GET', '/slow', async () => {
 
 #[test]
 fn it_logs_each_script_with_its_routes() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("feed.js"), FEED).unwrap();
+    let dir = common::scripts(&[("feed.js", FEED)]);
     let server = Server::serve(dir.path(), &[]);
     let loaded = server.wait_for_line("loaded", |l| l.contains("loaded"));
     assert!(
@@ -255,8 +242,7 @@ fn it_logs_each_script_with_its_routes() {
 }
 
 fn shuts_down_cleanly_on(signal: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("feed.js"), FEED).unwrap();
+    let dir = common::scripts(&[("feed.js", FEED)]);
     // A long timeout: exiting well before it shows the streams really ended.
     let mut server = Server::serve(dir.path(), &["--shutdown-timeout-secs", "60"]);
 
@@ -289,7 +275,7 @@ fn shuts_down_cleanly_on(signal: &str) {
     read_until(&mut reused, "\"slow\":\"started\"");
 
     let started = Instant::now();
-    server.signal(signal);
+    common::signal(&server.child, signal);
     server.wait_for_line("saying it stopped accepting", |l| {
         l.contains("no new connections")
     });
@@ -318,14 +304,8 @@ fn shuts_down_cleanly_on(signal: &str) {
         "{answer}"
     );
     // ...and the process exits 0 on its own, long before its 60 s timeout.
-    let deadline = Instant::now() + TIMEOUT;
-    let status = loop {
-        if let Some(status) = server.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "still running after {TIMEOUT:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = common::exit_within(&mut server.child, TIMEOUT)
+        .unwrap_or_else(|| panic!("still running after {TIMEOUT:?}"));
     assert!(status.success(), "{status}");
     assert!(
         started.elapsed() < Duration::from_secs(20),
@@ -346,15 +326,14 @@ fn sigint_finishes_requests_ends_streams_and_exits_0() {
 
 #[test]
 fn script_logs_stacks_timer_errors_and_conflicts_are_logged() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("a_first.js"),
-        "routeRegistry.registerRoute('GET', '/shared', () => ({ body: 'a' }));\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("b_logs.js"),
-        r#"routeRegistry.registerRoute('GET', '/shared', () => ({ body: 'b' }));
+    let dir = common::scripts(&[
+        (
+            "a_first.js",
+            "routeRegistry.registerRoute('GET', '/shared', () => ({ body: 'a' }));\n",
+        ),
+        (
+            "b_logs.js",
+            r#"routeRegistry.registerRoute('GET', '/shared', () => ({ body: 'b' }));
 console.log("top level says", { n: 1 });
 function explode() {
   throw new Error("boom on purpose");
@@ -362,8 +341,8 @@ function explode() {
 routeRegistry.registerRoute('GET', '/throw', () => explode());
 setTimeout(() => { throw new TypeError("tick failed"); }, 1);
 "#,
-    )
-    .unwrap();
+        ),
+    ]);
     let server = Server::serve(dir.path(), &[]);
     let line = server.wait_for_line("of the script's console", |l| {
         l.contains("top level says {\"n\":1}")
@@ -405,23 +384,19 @@ fn cached_guests(dir: &Path) -> Vec<String> {
 
 #[test]
 fn the_guest_cache_follows_cache_dir_no_cache_and_xdg_cache_home() {
-    let scripts = tempfile::tempdir().unwrap();
-    std::fs::write(scripts.path().join("feed.js"), FEED).unwrap();
-    let scripts_dir = scripts.path().to_str().unwrap();
+    let scripts = common::scripts(&[("feed.js", FEED)]);
+    // The first two servers: this folder on a free port, then their cache flags.
+    let serve = [
+        "--listen",
+        "127.0.0.1:0",
+        "--scripts",
+        scripts.path().to_str().unwrap(),
+    ];
 
     // --cache-dir: compiled once, written there.
     let cache = tempfile::tempdir().unwrap();
-    let server = Server::start(
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--scripts",
-            scripts_dir,
-            "--cache-dir",
-            cache.path().to_str().unwrap(),
-        ],
-        &[],
-    );
+    let cache_dir = ["--cache-dir", cache.path().to_str().unwrap()];
+    let server = Server::start(&[&serve[..], &cache_dir].concat(), &[]);
     assert!(server.request("GET", "/page").ends_with("\r\n\r\np"));
     assert_eq!(cached_guests(cache.path()).len(), 1);
     drop(server);
@@ -429,13 +404,7 @@ fn the_guest_cache_follows_cache_dir_no_cache_and_xdg_cache_home() {
     // --no-cache: nothing written, not even to the default folder.
     let xdg = tempfile::tempdir().unwrap();
     let server = Server::start(
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--scripts",
-            scripts_dir,
-            "--no-cache",
-        ],
+        &[&serve[..], &["--no-cache"]].concat(),
         &[("XDG_CACHE_HOME", xdg.path())],
     );
     assert!(server.request("GET", "/page").ends_with("\r\n\r\np"));

@@ -21,6 +21,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+mod common;
+
+use common::poll;
+
 const BIN: &str = env!("CARGO_BIN_EXE_aiwebengine");
 /// The longest any single condition may take to come true.
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -52,11 +56,8 @@ fn free_port() -> u16 {
 /// Waits until `check` holds, polling; panics with `what` (and `detail()`) at
 /// the deadline.
 fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
+    let done = poll(timeout, Duration::from_millis(25), || check().then_some(()));
+    assert!(done.is_some(), "timed out waiting for {what}");
 }
 
 fn find_program(name: &str) -> String {
@@ -129,22 +130,17 @@ impl Redis {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         let mut child = die_with_parent(&mut cmd).spawn().unwrap();
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            if child.try_wait().unwrap().is_some() {
-                return false;
+        let answered = poll(TIMEOUT, Duration::from_millis(20), || {
+            match child.try_wait().unwrap() {
+                Some(_) => Some(false),
+                None => self.ping().then_some(true),
             }
-            if self.ping() {
-                self.child = Some(child);
-                return true;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server on {} never answered",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        })
+        .unwrap_or_else(|| panic!("redis-server on {} never answered", self.port));
+        if answered {
+            self.child = Some(child);
         }
+        answered
     }
 
     fn restart(&mut self) {
@@ -179,11 +175,10 @@ impl Redis {
         } else {
             let _ = child.kill();
         }
-        let deadline = Instant::now() + TIMEOUT;
-        while child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "redis-server did not stop");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let stopped = poll(TIMEOUT, Duration::from_millis(10), || {
+            child.try_wait().unwrap()
+        });
+        assert!(stopped.is_some(), "redis-server did not stop");
         if !keep_data {
             let _ = std::fs::remove_file(self.dir.path().join("dump.rdb"));
         }
@@ -401,6 +396,16 @@ impl Cluster {
 
     fn node(&self, i: usize) -> &Node {
         &self.nodes[i]
+    }
+
+    /// Publishes `{"n": 0}` to `{"n": 4}` on node `from` while a subscriber
+    /// on A listens; the five messages as it saw them (it is gone after).
+    fn five_messages_seen_on_a(&self, from: usize) -> Vec<(u64, Value)> {
+        let on_a = self.subscribe(0, "", None);
+        for n in 0..5 {
+            self.node(from).publish(json!({ "n": n }), None);
+        }
+        messages(&on_a.wait_messages(5))
     }
 
     fn subscribe(&self, i: usize, query: &str, last_event_id: Option<&str>) -> Sse {
@@ -863,24 +868,25 @@ impl Nginx {
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped());
             let mut child = die_with_parent(&mut cmd).spawn().unwrap();
-            let deadline = Instant::now() + TIMEOUT;
-            loop {
-                if let Some(status) = child.try_wait().unwrap() {
-                    let mut err = String::new();
-                    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
-                    assert!(err.contains("in use"), "nginx exited ({status}): {err}");
-                    break; // the port was taken meanwhile: another one
+            // Listening, or the exit status.
+            let outcome = poll(TIMEOUT, Duration::from_millis(20), || {
+                match child.try_wait().unwrap() {
+                    Some(status) => Some(Err(status)),
+                    None => TcpStream::connect(&addr).is_ok().then_some(Ok(())),
                 }
-                if TcpStream::connect(&addr).is_ok() {
-                    return Nginx {
-                        child,
-                        addr,
-                        prefix,
-                    };
-                }
-                assert!(Instant::now() < deadline, "nginx never listened on {addr}");
-                std::thread::sleep(Duration::from_millis(20));
+            })
+            .unwrap_or_else(|| panic!("nginx never listened on {addr}"));
+            if let Err(status) = outcome {
+                let mut err = String::new();
+                let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+                assert!(err.contains("in use"), "nginx exited ({status}): {err}");
+                continue; // the port was taken meanwhile: another one
             }
+            return Nginx {
+                child,
+                addr,
+                prefix,
+            };
         }
         panic!("nginx did not start on any of 5 free ports");
     }
@@ -1036,12 +1042,7 @@ fn a_publish_on_one_node_reaches_every_node_in_one_order() {
 fn b_reconnecting_to_another_node_replays_exactly_what_was_missed() {
     let redis = shared_redis();
     let cluster = Cluster::start("replay", &redis.url(2), 3);
-    let on_a = cluster.subscribe(0, "", None);
-    for n in 0..5 {
-        cluster.node(1).publish(json!({ "n": n }), None);
-    }
-    let first = messages(&on_a.wait_messages(5));
-    drop(on_a);
+    let first = cluster.five_messages_seen_on_a(1);
     let last_id = first[4].0;
     for n in 5..10 {
         cluster.node(1).publish(json!({ "n": n }), None);
@@ -1091,14 +1092,9 @@ fn b_reconnecting_to_another_node_replays_exactly_what_was_missed() {
 fn c_filters_apply_on_every_node() {
     let redis = shared_redis();
     let cluster = Cluster::start("rooms", &redis.url(3), 3);
-    let room1 = [
-        cluster.subscribe(1, "?room=1", None),
-        cluster.subscribe(2, "?room=1", None),
-    ];
-    let room2 = [
-        cluster.subscribe(1, "?room=2", None),
-        cluster.subscribe(2, "?room=2", None),
-    ];
+    // On B and on C.
+    let room1 = [1, 2].map(|i| cluster.subscribe(i, "?room=1", None));
+    let room2 = [1, 2].map(|i| cluster.subscribe(i, "?room=2", None));
     let (a, b, c) = (cluster.node(0), cluster.node(1), cluster.node(2));
     assert_eq!(a.publish(json!({ "m": "start" }), None), 0);
     assert_eq!(
@@ -1218,12 +1214,7 @@ fn e_a_subscriber_behind_nginx_survives_its_node_being_killed() {
         let _stop = SetOnDrop(stop);
         first.wait_messages(5);
         // Not `cluster.nodes[victim].kill()`: the scope borrows the cluster.
-        let pid = cluster.node(victim).child.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-KILL", &pid])
-            .status()
-            .unwrap()
-            .success());
+        common::signal(&cluster.node(victim).child, "-KILL");
         first.wait("the stream to end with its node", |s| s.ended.is_some());
         let seen = messages(&first.events());
         let last_id = seen.last().unwrap().0;
@@ -1366,12 +1357,7 @@ fn f_a_redis_outage_fails_sends_and_subscribers_catch_up() {
 fn g_redis_restarted_empty_resumes_with_missed() {
     let mut redis = Redis::start();
     let cluster = Cluster::start("amnesia", &redis.url(0), 2);
-    let on_a = cluster.subscribe(0, "", None);
-    for n in 0..5 {
-        cluster.node(0).publish(json!({ "n": n }), None);
-    }
-    let old = messages(&on_a.wait_messages(5));
-    drop(on_a);
+    let old = cluster.five_messages_seen_on_a(0);
     let old_id = old[2].0.to_string();
 
     redis.stop(false);
@@ -1382,14 +1368,10 @@ fn g_redis_restarted_empty_resumes_with_missed() {
         });
     }
     for n in 100..102 {
-        let deadline = Instant::now() + TIMEOUT;
-        while cluster.node(0).try_publish(&json!({ "n": n }), None).0 != 200 {
-            assert!(
-                Instant::now() < deadline,
-                "no send accepted after the restart"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let accepted = poll(TIMEOUT, Duration::from_millis(50), || {
+            (cluster.node(0).try_publish(&json!({ "n": n }), None).0 == 200).then_some(())
+        });
+        assert!(accepted.is_some(), "no send accepted after the restart");
     }
     let on_b = cluster.subscribe(1, "", Some(&old_id));
     let events = on_b.wait_data("n", &json!(101));
@@ -1411,25 +1393,19 @@ fn h_engine_routes_shows_the_cluster() {
     let mut cluster = Cluster::start("status", &redis.url(6), 3);
     let names: BTreeSet<String> = cluster.nodes.iter().map(|n| n.name.clone()).collect();
     for node in &cluster.nodes {
-        let deadline = Instant::now() + TIMEOUT;
-        let last = loop {
-            let status = node.cluster();
+        let mut status = Value::Null;
+        let all_seen = poll(TIMEOUT, Duration::from_millis(50), || {
+            status = node.cluster();
             let nodes: BTreeSet<String> = status["nodes"]
                 .as_array()
                 .into_iter()
                 .flatten()
                 .filter_map(|n| n.as_str().map(str::to_string))
                 .collect();
-            if nodes == names {
-                break status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{}: nodes in {status}",
-                node.name
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
+            (nodes == names).then_some(())
+        });
+        assert!(all_seen.is_some(), "{}: nodes in {status}", node.name);
+        let last = status;
         assert_eq!(last["mode"], "redis", "{last}");
         assert_eq!(last["connected"], true, "{last}");
         assert_eq!(last["node"], node.name.as_str(), "{last}");
@@ -1543,6 +1519,12 @@ fn cut_off_pair(tag: &str, db: u32, b_up: bool) -> (Node, Node, Proxy, tempfile:
     (b, a, proxy, scripts, stream)
 }
 
+/// Lets B reach Redis again through `proxy`; waits until B says it is connected.
+fn reconnect(b: &Node, proxy: &Proxy, what: &str) {
+    proxy.restore();
+    wait_until(what, TIMEOUT, || b.cluster()["connected"] == json!(true));
+}
+
 /// (j) A node that cannot reach Redis when it starts, while another node can:
 /// its subscribers, connected meanwhile, get every message the other node sent
 /// once it reaches Redis, then live ones.
@@ -1553,10 +1535,7 @@ fn j_a_node_cut_off_from_redis_at_start_catches_its_subscribers_up() {
     let sub = Sse::open(&b.addr, &stream, None);
     a.publish(json!({ "n": 1 }), None);
     a.publish(json!({ "n": 2 }), None);
-    proxy.restore();
-    wait_until("B connecting", TIMEOUT, || {
-        b.cluster()["connected"] == json!(true)
-    });
+    reconnect(&b, &proxy, "B connecting");
     a.publish(json!({ "n": 3 }), None);
     let events = sub.wait_data("n", &json!(3));
     let ns: Vec<Value> = messages(&events)
@@ -1586,10 +1565,7 @@ fn k_a_node_partitioned_from_redis_catches_its_subscribers_up() {
     assert_eq!(status, 500, "a send on the cut-off node: {body}");
     a.publish(json!({ "n": 2 }), None);
     a.publish(json!({ "n": 3 }), None);
-    proxy.restore();
-    wait_until("B connecting again", TIMEOUT, || {
-        b.cluster()["connected"] == json!(true)
-    });
+    reconnect(&b, &proxy, "B connecting again");
     a.publish(json!({ "n": 4 }), None);
     let events = sub.wait_data("n", &json!(4));
     assert!(sub.ended().is_none(), "the subscriber was disconnected");

@@ -8,23 +8,17 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+mod common;
+
 const BIN: &str = env!("CARGO_BIN_EXE_aiwebengine");
 const TIMEOUT: Duration = Duration::from_secs(20);
 
 #[test]
 fn help_lists_the_operating_flags() {
-    let out = Command::new(BIN)
-        .args(["serve", "--help"])
-        .output()
-        .unwrap();
-    let help = String::from_utf8(out.stdout).unwrap();
-    for flag in [
-        "--log-format",
-        "AIWEBENGINE_LOG_FORMAT",
-        "--admin-token",
-        "AIWEBENGINE_ADMIN_TOKEN",
-        "--shutdown-drain-secs",
-    ] {
+    let help = common::serve_help();
+    let flags = ["--log-format", "--admin-token", "--shutdown-drain-secs"];
+    let variables = ["AIWEBENGINE_LOG_FORMAT", "AIWEBENGINE_ADMIN_TOKEN"];
+    for flag in flags.iter().chain(&variables) {
         assert!(help.contains(flag), "{flag} missing from:\n{help}");
     }
 }
@@ -89,25 +83,14 @@ impl Server {
     }
 
     fn terminate(&self) {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success());
+        common::signal(&self.child, "-TERM");
     }
 
     /// Waits for the process to exit (successfully), then returns every line it wrote.
     fn finish(mut self) -> Vec<String> {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "{status}");
-                break;
-            }
-            assert!(Instant::now() < deadline, "the server did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let status = common::exit_within(&mut self.child, TIMEOUT);
+        let status = status.unwrap_or_else(|| panic!("the server did not exit"));
+        assert!(status.success(), "{status}");
         // The reader thread ends at EOF; take what it still holds.
         while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
             self.seen.push(line);
@@ -144,9 +127,8 @@ fn json(line: &str) -> serde_json::Value {
 
 #[test]
 fn json_logs_are_one_object_per_line_and_carry_request_ids() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("app.js"),
+    let dir = common::scripts(&[(
+        "app.js",
         r#"
 routeRegistry.registerRoute("GET", "/whoami/:who", (req) => {
   console.log("whoami called by", req.params.who);
@@ -154,8 +136,7 @@ routeRegistry.registerRoute("GET", "/whoami/:who", (req) => {
 });
 routeRegistry.registerRoute("GET", "/spin", () => { for (;;) {} });
 "#,
-    )
-    .unwrap();
+    )]);
     // Every interface: /_engine is closed without a token, and the start says so.
     let mut server = Server::start(
         dir.path(),
@@ -242,13 +223,11 @@ routeRegistry.registerRoute("GET", "/spin", () => { for (;;) {} });
 
 #[test]
 fn health_says_loading_then_ready_then_shutting_down() {
-    let dir = tempfile::tempdir().unwrap();
     // A top level that takes a while, so the loading state can be seen.
-    std::fs::write(
-        dir.path().join("slow.js"),
+    let dir = common::scripts(&[(
+        "slow.js",
         "const end = Date.now() + 1500; while (Date.now() < end) {}\nrouteRegistry.registerRoute('GET', '/hi', () => ({ body: 'hi' }));\n",
-    )
-    .unwrap();
+    )]);
     let mut server = Server::start(
         dir.path(),
         &[
@@ -292,15 +271,11 @@ fn health_says_loading_then_ready_then_shutting_down() {
 
     server.terminate();
     // During the drain: not ready (with the reason), but alive and serving.
-    let deadline = Instant::now() + TIMEOUT;
-    let body = loop {
+    let body = common::poll(TIMEOUT, Duration::from_millis(20), || {
         let (status, _, body) = http(&addr, "GET", "/_engine/health/ready", &[]);
-        if status == 503 {
-            break body;
-        }
-        assert!(Instant::now() < deadline, "ready never turned 503");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+        (status == 503).then_some(body)
+    })
+    .unwrap_or_else(|| panic!("ready never turned 503"));
     assert_eq!(
         json(&body),
         serde_json::json!({ "ready": false, "reason": "shutting down" })

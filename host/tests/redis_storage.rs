@@ -9,6 +9,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
+mod common;
+
 use aiwebengine::cluster::Link;
 use aiwebengine::storage::backup::{from_lines, to_lines};
 use aiwebengine::storage::{Namespace, Storage, StorageError, StorageLimits, Usage};
@@ -413,22 +415,13 @@ fn the_storage_command_restores_and_dumps_through_redis() {
         .args(["--redis", &redis.url()])
         .output()
         .unwrap();
-    assert!(
-        restored.status.success(),
-        "{}",
-        String::from_utf8_lossy(&restored.stderr)
-    );
+    common::succeeded(restored);
     let dumped = Command::new(BIN)
         .args(["storage", "dump", "kv", "--redis", &redis.url()])
         .output()
         .unwrap();
-    assert!(
-        dumped.status.success(),
-        "{}",
-        String::from_utf8_lossy(&dumped.stderr)
-    );
     assert_eq!(
-        String::from_utf8_lossy(&dumped.stdout),
+        common::succeeded(dumped),
         "{\"key\":\"a\",\"value\":{\"x\":1}}\n{\"key\":\"b\",\"value\":2}\n"
     );
     // A node sees what the command restored.

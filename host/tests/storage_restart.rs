@@ -6,8 +6,10 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+mod common;
 
 const BIN: &str = env!("CARGO_BIN_EXE_aiwebengine");
 
@@ -48,9 +50,17 @@ fn dirs() -> Dirs {
     }
 }
 
+/// A running server, killed (SIGKILL) on drop.
 struct Server {
     child: Child,
     addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 fn command(dirs: &Dirs) -> Command {
@@ -152,12 +162,10 @@ fn acknowledged_writes_survive_kill_9() {
     write_200(&server.addr);
     server.child.kill().unwrap(); // SIGKILL, right after the last 200
     server.child.wait().unwrap();
-    let mut again = start(&dirs);
+    let again = start(&dirs);
     assert_eq!(count(&again.addr), 200);
     let (_, body) = request(&again.addr, "GET", "/kv/k199", "");
     assert!(body.contains("199"), "{body}");
-    again.child.kill().unwrap();
-    again.child.wait().unwrap();
 }
 
 #[test]
@@ -165,20 +173,15 @@ fn acknowledged_writes_survive_sigterm() {
     let dirs = dirs();
     let mut server = start(&dirs);
     write_200(&server.addr);
-    let pid = server.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    common::signal(&server.child, "-TERM");
     assert!(server.child.wait().unwrap().success());
-    let mut again = start(&dirs);
+    let again = start(&dirs);
     assert_eq!(count(&again.addr), 200);
-    again.child.kill().unwrap();
-    again.child.wait().unwrap();
 }
 
-fn run(args: &[&str], data: &Path, stdin: Option<&str>) -> Output {
+/// Runs the binary with `args` on `data`, `stdin` fed to it; asserts it
+/// succeeded and returns its stdout.
+fn run(args: &[&str], data: &Path, stdin: Option<&str>) -> String {
     let mut child = Command::new(BIN)
         .args(args)
         .arg("--data-dir")
@@ -193,13 +196,13 @@ fn run(args: &[&str], data: &Path, stdin: Option<&str>) -> Output {
         input.write_all(text.as_bytes()).unwrap();
     }
     drop(input);
-    child.wait_with_output().unwrap()
+    common::succeeded(child.wait_with_output().unwrap())
 }
 
 #[test]
 fn a_second_server_on_the_same_data_dir_exits_with_one_line() {
     let dirs = dirs();
-    let mut server = start(&dirs);
+    let _server = start(&dirs);
     let out = command(&dirs).output().unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -209,8 +212,6 @@ fn a_second_server_on_the_same_data_dir_exits_with_one_line() {
         "{stderr}"
     );
     assert!(last.starts_with("aiwebengine: "), "{stderr}");
-    server.child.kill().unwrap();
-    server.child.wait().unwrap();
 }
 
 #[test]
@@ -239,58 +240,34 @@ fn dump_and_restore_on_a_stopped_and_on_a_running_server() {
     request(&server.addr, "PUT", "/kv/b", "\"two\"");
 
     // Running: through the server, which holds the database.
-    let out = run(&["storage", "dump", "kv"], &dirs.data, None);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let dumped = String::from_utf8(out.stdout).unwrap();
+    let dumped = run(&["storage", "dump", "kv"], &dirs.data, None);
     assert_eq!(
         dumped,
         "{\"key\":\"a\",\"value\":{\"x\":1}}\n{\"key\":\"b\",\"value\":\"two\"}\n"
     );
-    let out = run(
+    run(
         &["storage", "restore", "kv", "-"],
         &dirs.data,
         Some("{\"key\":\"c\",\"value\":3}\n"),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(count(&server.addr), 1);
     server.child.kill().unwrap();
     server.child.wait().unwrap();
 
     // Stopped: the command opens the database itself.
-    let out = run(&["storage", "dump", "kv.js"], &dirs.data, None);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert_eq!(
-        String::from_utf8(out.stdout).unwrap(),
+        run(&["storage", "dump", "kv.js"], &dirs.data, None),
         "{\"key\":\"c\",\"value\":3}\n"
     );
     let backup = dirs.data.join("../backup.jsonl");
     std::fs::write(&backup, &dumped).unwrap();
-    let out = run(
+    run(
         &["storage", "restore", "kv", backup.to_str().unwrap()],
         &dirs.data,
         None,
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut again = start(&dirs);
+    let again = start(&dirs);
     assert_eq!(count(&again.addr), 2);
     let (_, body) = request(&again.addr, "GET", "/kv/b", "");
     assert!(body.contains("two"), "{body}");
-    again.child.kill().unwrap();
-    again.child.wait().unwrap();
 }

@@ -14,7 +14,7 @@
 //! Every node receives every stream's messages, whether or not it has
 //! subscribers for them: its replay buffer then holds what its peers' do, so
 //! a client reconnecting to any node with `Last-Event-ID` is replayed from
-//! local memory by the same code as on a single server. The hub (`streams.rs`)
+//! local memory by the same code as on a single server. The hub (`streams/`)
 //! does not know which mode runs: it sees a `Publisher` and `deliver` calls.
 //! Timers and globals stay per node.
 

@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 use super::link::{unreachable, Link};
 use super::{channel, stream_keys};
 use crate::metrics::Metrics;
-use crate::streams::{Params, Publisher, Settle};
+use crate::streams::{Outgoing, Params, Publisher, Settle};
 
 /// Messages written in one pipeline at most.
 const BATCH: usize = 512;
@@ -82,14 +82,7 @@ pub(super) fn start(
 }
 
 impl Publisher for RedisPublisher {
-    fn publish(
-        &self,
-        path: &str,
-        json: &str,
-        filter: &Params,
-        floor: u64,
-        settle: Settle,
-    ) -> Result<(), String> {
+    fn publish(&self, message: Outgoing<'_>, settle: Settle) -> Result<(), String> {
         if !self.link.is_up() {
             self.metrics.cluster_messages("refused", 1);
             return Err(format!(
@@ -98,10 +91,10 @@ impl Publisher for RedisPublisher {
             ));
         }
         let job = Job {
-            path: path.to_string(),
-            json: json.to_string(),
-            filter: encode_filter(filter),
-            floor,
+            path: message.path.to_string(),
+            json: message.json.to_string(),
+            filter: encode_filter(message.filter),
+            floor: message.floor,
             settle,
         };
         self.queue

@@ -1,0 +1,60 @@
+//! The stream hub: one broadcast ring per stream path, plus a bounded replay buffer.
+//!
+//! A message is encoded once into its SSE frame and, beside it, its WebSocket
+//! text (`{"id":n,"data":...}`); the same bytes are shared by every subscriber
+//! of either transport. The sender (a script's thread) only numbers the frame,
+//! keeps it for replay and queues it: the hub's fan-out thread puts it in the
+//! stream's ring and wakes the subscribers, so a broadcast costs the script
+//! O(1) whatever the audience (a filtered one also counts who it reached).
+//! Each subscriber reads from the ring at its own pace; one that falls a whole
+//! ring behind is disconnected (its EventSource reconnects and replays), never
+//! buffered without bound.
+//!
+//! No gap, no duplicate: numbering, replay and queueing happen under the
+//! stream's lock, as does subscribing, which notes the first id it has not yet
+//! seen; live frames below it (already replayed, or older than the
+//! subscription) are skipped.
+//!
+//! In cluster mode (`cluster/`) the hub does not number messages itself: a
+//! `Publisher` hands them to Redis, which numbers them for the whole cluster,
+//! and they come back, to every node alike, through `deliver` in id order.
+//! Everything after that — replay, rings, filters — is the same code.
+//!
+//! - `hub.rs`          the hub, its streams and their state; numbering and sending
+//! - `frame.rs`        one event encoded once: SSE frame and WebSocket text
+//! - `filter.rs`       which subscribers a message's filter picks
+//! - `replay.rs`       the bounded replay buffer and what a resuming subscriber gets
+//! - `fan_out.rs`      the thread that puts frames in the rings; the byte window
+//! - `subscription.rs` subscribing: caps, replay then live frames, lag, counts
+//! - `publisher.rs`    `Publisher`: where messages go to be numbered in cluster mode
+//! - `cluster.rs`      the hub's side of cluster mode: `deliver`, catch-up, restarts
+//! - `limits.rs`       sizes and caps of the hub
+//! - `testing.rs`      the unit tests' shared hub (tests only)
+
+mod cluster;
+mod fan_out;
+mod filter;
+mod frame;
+mod hub;
+mod limits;
+mod publisher;
+mod replay;
+mod subscription;
+#[cfg(test)]
+mod testing;
+
+use std::sync::{Mutex, PoisonError};
+
+pub use cluster::Delivered;
+pub use filter::Params;
+pub use frame::{encode_frame, encode_json, Frame, MISSED_EVENT};
+pub use hub::Hub;
+pub use limits::HubLimits;
+pub use publisher::{Outgoing, Publisher, Settle};
+pub use subscription::{sse_bytes, Lagged, SubscribeError, Transport};
+
+/// Every lock of the hub holds data that stays consistent between statements,
+/// so a panic elsewhere while one was held does not make it unusable.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
