@@ -13,10 +13,12 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Map, Value};
 use tracing_subscriber::EnvFilter;
 
-use crate::app::{App, Settings};
+use crate::app::App;
 use crate::cli::{CheckArgs, Command, Format};
 use crate::registry::Conflict;
+use crate::reload;
 use crate::script_names::is_script_name;
+use crate::settings::Settings;
 
 /// One folder to load, and which of its scripts to report (`None`: all).
 pub struct Target {
@@ -62,8 +64,8 @@ pub async fn load(dir: &Path, only: Option<&BTreeSet<String>>) -> Result<Arc<App
     settings.watch = false;
     let app = App::new(settings)?;
     match only {
-        None => app.load_all().await?,
-        Some(names) => app.reconcile(Some(names.clone())).await,
+        None => reload::load_all(&app).await?,
+        Some(names) => reload::reconcile(&app, Some(names.clone())).await,
     }
     Ok(app)
 }

@@ -24,6 +24,7 @@ pub mod store;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::Result;
 
@@ -95,6 +96,22 @@ impl Storage {
     /// multi-threaded.
     pub fn redis(link: Arc<crate::cluster::Link>, limits: StorageLimits) -> Storage {
         Storage::from_store(Arc::new(redis_store::RedisStore::new(link)), limits)
+    }
+
+    /// Storage in the cluster's Redis for an engine whose calls may run for
+    /// `call_timeout`: a turn holds its script's lease at most that long, plus
+    /// a margin; with no call deadline (`--timeout-ms 0`) a turn may run long: 30 s.
+    pub fn cluster(
+        link: Arc<crate::cluster::Link>,
+        limits: StorageLimits,
+        call_timeout: Duration,
+    ) -> Storage {
+        let lease = match call_timeout {
+            t if t.is_zero() => Duration::from_secs(30),
+            t => t + Duration::from_secs(5),
+        };
+        let store = redis_store::RedisStore::with_lease_times(link, lease, redis_lease::LEASE_WAIT);
+        Storage::from_store(Arc::new(store), limits)
     }
 
     /// Storage over any backend.
