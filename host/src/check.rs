@@ -11,10 +11,9 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Map, Value};
-use tracing_subscriber::EnvFilter;
 
 use crate::app::App;
-use crate::cli::{CheckArgs, Command, Format};
+use crate::cli::{CheckArgs, Format};
 use crate::registry::Conflict;
 use crate::reload;
 use crate::script_names::is_script_name;
@@ -206,29 +205,6 @@ pub async fn run(args: &CheckArgs, out: &mut impl Write) -> Result<i32> {
     }
     out.flush()?;
     Ok(if all_ok { 0 } else { 1 })
-}
-
-/// Runs `check` or `routes` (not `serve`) and returns the exit status. Logs
-/// are off unless `RUST_LOG` asks for them: the report is the output.
-pub fn main(command: &Command) -> Result<i32> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("off"));
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(filter)
-        .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?;
-    let mut out = std::io::stdout().lock();
-    runtime.block_on(async {
-        match command {
-            Command::Check(args) => run(args, &mut out).await,
-            Command::Routes(args) => crate::route_list::run(args, &mut out).await,
-            Command::Serve(_) | Command::Storage(_) => bail!("not a report command"),
-        }
-    })
 }
 
 #[cfg(test)]

@@ -169,6 +169,15 @@ pub enum StorageOp {
     Clear,
 }
 
+/// Why a storage call threw, as the `kind` label names it (a `TypeError`, a
+/// `RangeError`, or a failure: quota, I/O, backend down).
+#[derive(Clone, Copy, Debug)]
+pub enum StorageFailure {
+    Type,
+    Range,
+    Failed,
+}
+
 /// Counter handles of one storage namespace, resolved when it is opened.
 #[derive(Clone)]
 pub struct StorageMetrics {
@@ -221,12 +230,11 @@ impl StorageMetrics {
     }
 
     /// A call refused with a `TypeError`, a `RangeError`, or failed (quota, I/O).
-    pub fn error(&self, error: &crate::storage::StorageError) {
-        use crate::storage::StorageError;
-        match error {
-            StorageError::Type(_) => &self.type_errors,
-            StorageError::Range(_) => &self.range_errors,
-            StorageError::Failed(_) => &self.failures,
+    pub fn error(&self, failure: impl Into<StorageFailure>) {
+        match failure.into() {
+            StorageFailure::Type => &self.type_errors,
+            StorageFailure::Range => &self.range_errors,
+            StorageFailure::Failed => &self.failures,
         }
         .inc();
     }

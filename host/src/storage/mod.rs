@@ -3,8 +3,9 @@
 //! - `store.rs`      the backend seam (`Store`), commits and their acknowledgements
 //! - `redb_store.rs` the embedded backend: one redb file, a group-committing writer
 //! - `redis_store.rs` the cluster backend (`serve --redis`): one Redis shared by
-//!   every node, with `redis_lua.rs` (layout, Lua scripts) and `redis_lease.rs`
-//!   (per-namespace leases that serialise a script's turns across nodes)
+//!   every node, with `redis_lua.rs` (layout, Lua scripts), `redis_lease.rs`
+//!   (per-namespace leases that serialise a script's turns across nodes) and
+//!   `redis_failure.rs` (what scripts see when Redis fails a call)
 //! - `namespace.rs`  a script's namespace: turns, the not-yet-durable overlay
 //! - `host_api.rs`   the WIT `storage` interface, dispatching to the namespace
 //! - `backup.rs`     dump/restore as JSON lines, offline or through a running server
@@ -16,6 +17,7 @@ pub mod backup;
 mod host_api;
 pub mod namespace;
 pub mod redb_store;
+mod redis_failure;
 mod redis_lease;
 mod redis_lua;
 pub mod redis_store;
@@ -28,7 +30,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use crate::metrics::{Metrics, StorageMetrics};
+use crate::metrics::{Metrics, StorageFailure, StorageMetrics};
 
 pub use namespace::{Namespace, Turn};
 pub use store::{Store, Usage};
@@ -59,6 +61,16 @@ pub enum StorageError {
     Type(String),
     Range(String),
     Failed(String),
+}
+
+impl From<&StorageError> for StorageFailure {
+    fn from(error: &StorageError) -> StorageFailure {
+        match error {
+            StorageError::Type(_) => StorageFailure::Type,
+            StorageError::Range(_) => StorageFailure::Range,
+            StorageError::Failed(_) => StorageFailure::Failed,
+        }
+    }
 }
 
 /// The storage service: the backend and every script's namespace.

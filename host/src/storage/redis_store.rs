@@ -1,7 +1,8 @@
 //! The Redis `Store`, for cluster mode: every node sharing the Redis sees the
 //! same storage, with the guarantees of the embedded store.
 //!
-//! - Layout and Lua scripts: `redis_lua.rs`. Leases: `redis_lease.rs`.
+//! - Layout and Lua scripts: `redis_lua.rs`. Leases: `redis_lease.rs`. What
+//!   scripts see when Redis fails a call: `redis_failure.rs`.
 //! - Reads (`get`, `scan`, `usage`) are synchronous: they block the calling
 //!   thread on the link's runtime (a script's own thread; `block_in_place`
 //!   first when called on a runtime worker, such as `/_engine`'s handler).
@@ -25,9 +26,10 @@ use tokio::runtime::RuntimeFlavor;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use super::redis_lease::{Leases, LEASE_TTL, LEASE_WAIT};
+use super::redis_failure::failure;
 use super::redis_lua::{self, Keys, LEASE_LOST};
 use super::store::{Change, Commit, Lease, Store, Unavailable, Usage};
-use crate::cluster::{link, Link};
+use crate::cluster::Link;
 
 /// The longest one read or commit may take, reconnecting included.
 pub const CALL_DEADLINE: Duration = Duration::from_secs(3);
@@ -99,20 +101,6 @@ impl RedisStore {
                 .await
                 .map_err(|e| Unavailable(failure(link, &e)).into())
         })
-    }
-}
-
-/// The message scripts see when Redis failed a call.
-pub fn unreachable(link: &Link, e: &redis::RedisError) -> String {
-    format!("storage: {}", link::unreachable(&link.display, e))
-}
-
-/// `unreachable` for connection failures; otherwise what Redis answered.
-fn failure(link: &Link, e: &redis::RedisError) -> String {
-    if link::unreached(e) {
-        unreachable(link, e)
-    } else {
-        format!("storage: Redis at {} refused the call: {e}", link.display)
     }
 }
 
