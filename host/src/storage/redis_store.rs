@@ -25,8 +25,8 @@ use anyhow::{anyhow, Result};
 use tokio::runtime::RuntimeFlavor;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
-use super::redis_lease::{Leases, LEASE_TTL, LEASE_WAIT};
 use super::redis_failure::failure;
+use super::redis_lease::{Leases, LEASE_TTL, LEASE_WAIT};
 use super::redis_lua::{self, Keys, LEASE_LOST};
 use super::store::{Change, Commit, Lease, Store, Unavailable, Usage};
 use crate::cluster::Link;
