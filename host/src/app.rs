@@ -45,19 +45,20 @@ pub struct Slot {
 
 pub struct App {
     pub settings: Settings,
+    /// The stream hub (tests publish into it).
+    pub hub: Arc<Hub>,
+    // What else scripts run on and reach: for the engine's own modules.
+    pub(crate) wasm: WasmEngine,
+    pub(crate) services: Services,
+    pub(crate) storage: Arc<Storage>,
+    pub(crate) metrics: Arc<Metrics>,
+    /// This node's cluster, in cluster mode.
+    pub(crate) cluster: Option<Arc<Cluster>>,
+    pub(crate) health: Health,
+    /// The routes and streams the slots' live versions serve.
+    pub(crate) table: ArcSwap<RouteTable>,
     /// Every script file's slot, by file name.
     slots: Mutex<BTreeMap<String, Slot>>,
-    /// The routes and streams the slots' live versions serve.
-    pub table: ArcSwap<RouteTable>,
-    pub health: Health,
-    // What scripts run on and reach.
-    pub wasm: WasmEngine,
-    pub hub: Arc<Hub>,
-    pub services: Services,
-    pub storage: Arc<Storage>,
-    pub metrics: Arc<Metrics>,
-    /// This node's cluster, in cluster mode.
-    pub cluster: Option<Arc<Cluster>>,
     /// Held by the one reload running: the first load and the watcher's
     /// first batch must not both load a file (which made every script start
     /// at version 2).

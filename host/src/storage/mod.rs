@@ -33,7 +33,7 @@ use anyhow::Result;
 use crate::metrics::{Metrics, StorageFailure, StorageMetrics};
 
 pub use namespace::{Namespace, Turn};
-pub use store::{Store, Usage};
+pub use store::{Page, Store, Usage};
 
 /// Longest key, in UTF-8 bytes.
 pub const MAX_KEY_BYTES: usize = 1024;
@@ -220,7 +220,12 @@ impl Storage {
         let mut out: Vec<(String, Vec<u8>)> = Vec::new();
         loop {
             let after = out.last().map(|(k, _)| k.clone());
-            let page = self.store.scan(name, "", after.as_deref(), 1000)?;
+            let page = Page {
+                prefix: "",
+                after: after.as_deref(),
+                limit: 1000,
+            };
+            let page = self.store.scan(name, page)?;
             if page.is_empty() {
                 return Ok(out);
             }
@@ -255,9 +260,13 @@ mod tests {
 
     #[test]
     fn namespaces_drop_the_extension() {
-        assert_eq!(namespace_of("chat.js"), "chat");
-        assert_eq!(namespace_of("hello.ts"), "hello");
-        assert_eq!(namespace_of("plain"), "plain");
-        assert_eq!(namespace_of("a.b.js"), "a.b");
+        for (file, namespace) in [
+            ("chat.js", "chat"),
+            ("hello.ts", "hello"),
+            ("plain", "plain"),
+            ("a.b.js", "a.b"),
+        ] {
+            assert_eq!(namespace_of(file), namespace, "{file}");
+        }
     }
 }

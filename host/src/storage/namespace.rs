@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use std::time::Instant;
 
-use super::store::{Ack, Change, Commit, Delta, Lease, Shared, Store, Unavailable, Usage};
+use super::store::{Ack, Change, Commit, Delta, Lease, Page, Shared, Store, Unavailable, Usage};
 use super::{StorageError, StorageLimits, MAX_KEY_BYTES};
 use crate::metrics::StorageMetrics;
 
@@ -268,13 +268,17 @@ impl Namespace {
         }
         self.enter()?;
         let state = self.state();
-        let in_range = |k: &str| k.starts_with(prefix) && after.is_none_or(|a| k > a);
+        let page = Page {
+            prefix,
+            after,
+            limit,
+        };
         // The overlay, newest last: the turn's writes override earlier turns'.
         let mut overlay: BTreeMap<&str, Option<&Arc<[u8]>>> = BTreeMap::new();
-        for (k, (_, v)) in state.overlay.iter().filter(|(k, _)| in_range(k)) {
+        for (k, (_, v)) in state.overlay.iter().filter(|(k, _)| page.holds(k)) {
             overlay.insert(k, v.as_ref());
         }
-        for (k, v) in state.writes.iter().filter(|(k, _)| in_range(k)) {
+        for (k, v) in state.writes.iter().filter(|(k, _)| page.holds(k)) {
             overlay.insert(k, v.as_ref());
         }
         // Each overlay entry hides at most one backend entry: fetching that many
@@ -282,7 +286,13 @@ impl Namespace {
         let fetch = limit.saturating_add(overlay.len());
         let base = self
             .store
-            .scan(&self.name, prefix, after, fetch)
+            .scan(
+                &self.name,
+                Page {
+                    limit: fetch,
+                    ..page
+                },
+            )
             .map_err(|e| self.failed(e))?;
         let bound = (base.len() >= fetch)
             .then(|| base.last().map(|(k, _)| k.clone()))
@@ -492,7 +502,7 @@ mod tests {
 
     use anyhow::Result;
 
-    use super::super::store::{Change, Commit, Store, Usage};
+    use super::super::store::{Change, Commit, Page, Pairs, Store, Usage};
     use super::super::StorageLimits;
     use super::Namespace;
     use crate::metrics::StorageMetrics;
@@ -509,20 +519,14 @@ mod tests {
             Ok(self.data.lock().unwrap().get(key).cloned())
         }
 
-        fn scan(
-            &self,
-            _: &str,
-            prefix: &str,
-            after: Option<&str>,
-            limit: usize,
-        ) -> Result<Vec<(String, Vec<u8>)>> {
+        fn scan(&self, _: &str, page: Page<'_>) -> Result<Pairs> {
             Ok(self
                 .data
                 .lock()
                 .unwrap()
                 .iter()
-                .filter(|(k, _)| k.starts_with(prefix) && after.is_none_or(|a| k.as_str() > a))
-                .take(limit)
+                .filter(|(k, _)| page.holds(k))
+                .take(page.limit)
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect())
         }

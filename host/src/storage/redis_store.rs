@@ -28,7 +28,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use super::redis_failure::failure;
 use super::redis_lease::{Leases, LEASE_TTL, LEASE_WAIT};
 use super::redis_lua::{self, Keys, LEASE_LOST};
-use super::store::{Change, Commit, Lease, Store, Unavailable, Usage};
+use super::store::{Change, Commit, Lease, Page, Pairs, Store, Unavailable, Usage};
 use crate::cluster::Link;
 
 /// The longest one read or commit may take, reconnecting included.
@@ -116,18 +116,12 @@ impl Store for RedisStore {
         })
     }
 
-    fn scan(
-        &self,
-        namespace: &str,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<(String, Vec<u8>)>> {
-        if limit == 0 {
+    fn scan(&self, namespace: &str, page: Page<'_>) -> Result<Pairs> {
+        if page.limit == 0 {
             return Ok(Vec::new());
         }
         let keys = Keys::of(namespace);
-        let (min, max) = redis_lua::scan_bounds(prefix, after);
+        let (min, max) = redis_lua::scan_bounds(page.prefix, page.after);
         let script = &self.scan;
         let (keys, min, max) = (&keys, &min, &max);
         let flat: Vec<Vec<u8>> = self.read(|mut con| async move {
@@ -136,7 +130,7 @@ impl Store for RedisStore {
                 .key(&keys.keys)
                 .arg(min.as_slice())
                 .arg(max.as_slice())
-                .arg(limit)
+                .arg(page.limit)
                 .invoke_async(&mut con)
                 .await
         })?;
@@ -145,7 +139,7 @@ impl Store for RedisStore {
         while let (Some(key), Some(value)) = (items.next(), items.next()) {
             let key = String::from_utf8(key)
                 .map_err(|_| anyhow!("storage: a key in Redis is not UTF-8"))?;
-            if key.starts_with(prefix) {
+            if key.starts_with(page.prefix) {
                 out.push((key, value));
             }
         }
