@@ -9,10 +9,12 @@
 //! - `namespace.rs`  a script's namespace: turns, the not-yet-durable overlay
 //! - `host_api.rs`   the WIT `storage` interface, dispatching to the namespace
 //! - `backup.rs`     dump/restore as JSON lines, offline or through a running server
+//! - `admin.rs`      how a running server lets `aiwebengine storage` in: server.json, token
 //!
 //! A script's namespace is its file name without the extension, so data
 //! survives edits, reloads, restarts and re-adding the file.
 
+pub mod admin;
 pub mod backup;
 mod host_api;
 pub mod namespace;
@@ -82,7 +84,7 @@ pub struct Storage {
     metrics: Option<Arc<Metrics>>,
     /// Where the database lives (none: in memory) and the token that lets
     /// `aiwebengine storage` reach a running server.
-    pub admin: Option<backup::Admin>,
+    pub admin: Option<admin::Admin>,
 }
 
 impl Storage {
@@ -92,7 +94,7 @@ impl Storage {
             Some(dir) => {
                 let store = redb_store::RedbStore::open(dir)?;
                 let mut storage = Storage::from_store(Arc::new(store), limits);
-                storage.admin = Some(backup::Admin::new(dir));
+                storage.admin = Some(admin::Admin::new(dir));
                 Ok(storage)
             }
             None => Ok(Storage::from_store(

@@ -49,7 +49,7 @@ impl RedisStore {
 
     /// As `new`, with a lease TTL and a longest wait for a busy lease.
     pub fn with_lease_times(link: Arc<Link>, ttl: Duration, wait: Duration) -> RedisStore {
-        let leases = Arc::new(Leases::new(super::backup::random_token(), ttl, wait));
+        let leases = Arc::new(Leases::new(super::admin::random_token(), ttl, wait));
         let (queue, commits) = tokio::sync::mpsc::unbounded_channel();
         link.runtime()
             .spawn(writer(link.clone(), leases.clone(), commits));
