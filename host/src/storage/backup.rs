@@ -19,9 +19,8 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 
 use super::admin::SERVER_FILE;
-use super::namespace::check_key;
 use super::redb_store::{OpenError, RedbStore};
-use super::{namespace_of, Storage, StorageError, StorageLimits};
+use super::{check_key, namespace_of, Storage, StorageLimits};
 
 /// A namespace's pairs as JSON lines (values are stored as JSON text).
 pub fn to_lines(pairs: &[(String, Vec<u8>)]) -> Vec<u8> {
@@ -54,10 +53,7 @@ pub fn from_lines(text: &str, limits: StorageLimits) -> Result<Vec<(String, Vec<
         let Some(value) = parsed.get("value") else {
             bail!("{}: no \"value\"", at());
         };
-        check_key(key).map_err(|e| {
-            let (StorageError::Type(m) | StorageError::Range(m) | StorageError::Failed(m)) = e;
-            anyhow!("{}: {m}", at())
-        })?;
+        check_key(key).map_err(|e| anyhow!("{}: {}", at(), e.into_message()))?;
         let json = value.to_string().into_bytes();
         if json.len() > limits.max_value_bytes {
             bail!(

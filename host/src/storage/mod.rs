@@ -6,6 +6,7 @@
 //!   every node, with `redis_lua.rs` (layout, Lua scripts), `redis_lease.rs`
 //!   (per-namespace leases that serialise a script's turns across nodes) and
 //!   `redis_failure.rs` (what scripts see when Redis fails a call)
+//! - `rules.rs`      what a script may store (key, value and quota sizes), its refusals
 //! - `namespace.rs`  a script's namespace: turns, the not-yet-durable overlay
 //! - `host_api.rs`   the WIT `storage` interface, dispatching to the namespace
 //! - `backup.rs`     dump/restore as JSON lines, offline or through a running server
@@ -23,6 +24,7 @@ mod redis_failure;
 mod redis_lease;
 mod redis_lua;
 pub mod redis_store;
+mod rules;
 pub mod store;
 
 use std::collections::HashMap;
@@ -32,48 +34,11 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use crate::metrics::{Metrics, StorageFailure, StorageMetrics};
+use crate::metrics::{Metrics, StorageMetrics};
 
 pub use namespace::{Namespace, Turn};
+pub use rules::{check_key, StorageError, StorageLimits, MAX_KEY_BYTES};
 pub use store::{Page, Store, Usage};
-
-/// Longest key, in UTF-8 bytes.
-pub const MAX_KEY_BYTES: usize = 1024;
-
-#[derive(Clone, Copy, Debug)]
-pub struct StorageLimits {
-    /// Largest serialised value.
-    pub max_value_bytes: usize,
-    /// Most bytes (keys plus values) one script may keep.
-    pub quota_bytes: u64,
-}
-
-impl Default for StorageLimits {
-    fn default() -> Self {
-        StorageLimits {
-            max_value_bytes: 1 << 20,
-            quota_bytes: 100 << 20,
-        }
-    }
-}
-
-/// A refusal the script sees as an exception of the matching class.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StorageError {
-    Type(String),
-    Range(String),
-    Failed(String),
-}
-
-impl From<&StorageError> for StorageFailure {
-    fn from(error: &StorageError) -> StorageFailure {
-        match error {
-            StorageError::Type(_) => StorageFailure::Type,
-            StorageError::Range(_) => StorageFailure::Range,
-            StorageError::Failed(_) => StorageFailure::Failed,
-        }
-    }
-}
 
 /// The storage service: the backend and every script's namespace.
 pub struct Storage {

@@ -30,8 +30,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use std::time::Instant;
 
+use super::rules::{check_key, StorageError, StorageLimits};
 use super::store::{Ack, Change, Commit, Delta, Lease, Page, Shared, Store, Unavailable, Usage};
-use super::{StorageError, StorageLimits, MAX_KEY_BYTES};
 use crate::metrics::StorageMetrics;
 
 /// A value, or `None` for a deletion.
@@ -340,10 +340,7 @@ impl Namespace {
         // The turn lock is held until the restore is durable: no turn may read
         // the old data from disk once the overlay is gone.
         let turn = self.begin();
-        self.enter().map_err(|e| {
-            let (StorageError::Type(m) | StorageError::Range(m) | StorageError::Failed(m)) = e;
-            m
-        })?;
+        self.enter().map_err(StorageError::into_message)?;
         let (tx, rx) = std::sync::mpsc::channel();
         turn.submit(
             Change::Replace(entries),
@@ -480,21 +477,6 @@ fn text(bytes: Arc<[u8]>) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
-pub fn check_key(key: &str) -> Result<(), StorageError> {
-    if key.is_empty() {
-        return Err(StorageError::Type(
-            "storage key must be a non-empty string".into(),
-        ));
-    }
-    if key.len() > MAX_KEY_BYTES {
-        return Err(StorageError::Range(format!(
-            "storage key is {} bytes of UTF-8; the most is {MAX_KEY_BYTES}",
-            key.len()
-        )));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -502,8 +484,8 @@ mod tests {
 
     use anyhow::Result;
 
+    use super::super::rules::StorageLimits;
     use super::super::store::{Change, Commit, Page, Pairs, Store, Usage};
-    use super::super::StorageLimits;
     use super::Namespace;
     use crate::metrics::StorageMetrics;
 
