@@ -43,6 +43,8 @@ pub struct Slot {
     pub(crate) stamp: Option<Stamp>,
 }
 
+/// One engine's shared state, behind an `Arc`: requests read it, reloads
+/// change its slots and route table.
 pub struct App {
     pub settings: Settings,
     /// The stream hub (tests publish into it).

@@ -29,6 +29,8 @@ impl State {
     }
 }
 
+/// The engine's state; clones share it.
+#[derive(Clone)]
 pub struct Health {
     state: watch::Sender<State>,
 }
@@ -80,10 +82,10 @@ impl Health {
         signal: impl Future<Output = ()> + Send + 'static,
         drain: Duration,
     ) -> impl Future<Output = ()> + Send + 'static {
-        let state = self.state.clone();
+        let health = self.clone();
         async move {
             signal.await;
-            state.send_replace(State::ShuttingDown);
+            health.set_shutting_down();
             if !drain.is_zero() {
                 tracing::info!(
                     drain_secs = drain.as_secs_f64(),
