@@ -11,12 +11,13 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Map, Value};
-use tracing_subscriber::EnvFilter;
 
-use crate::app::{App, Settings};
-use crate::cli::{CheckArgs, Command, Format};
+use crate::app::App;
+use crate::cli::{CheckArgs, Format};
 use crate::registry::Conflict;
+use crate::reload;
 use crate::script_names::is_script_name;
+use crate::settings::Settings;
 
 /// One folder to load, and which of its scripts to report (`None`: all).
 pub struct Target {
@@ -62,8 +63,8 @@ pub async fn load(dir: &Path, only: Option<&BTreeSet<String>>) -> Result<Arc<App
     settings.watch = false;
     let app = App::new(settings)?;
     match only {
-        None => app.load_all().await?,
-        Some(names) => app.reconcile(Some(names.clone())).await,
+        None => reload::load_all(&app).await?,
+        Some(names) => reload::reconcile(&app, Some(names.clone())).await,
     }
     Ok(app)
 }
@@ -204,29 +205,6 @@ pub async fn run(args: &CheckArgs, out: &mut impl Write) -> Result<i32> {
     }
     out.flush()?;
     Ok(if all_ok { 0 } else { 1 })
-}
-
-/// Runs `check` or `routes` (not `serve`) and returns the exit status. Logs
-/// are off unless `RUST_LOG` asks for them: the report is the output.
-pub fn main(command: &Command) -> Result<i32> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("off"));
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(filter)
-        .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?;
-    let mut out = std::io::stdout().lock();
-    runtime.block_on(async {
-        match command {
-            Command::Check(args) => run(args, &mut out).await,
-            Command::Routes(args) => crate::route_list::run(args, &mut out).await,
-            Command::Serve(_) | Command::Storage(_) => bail!("not a report command"),
-        }
-    })
 }
 
 #[cfg(test)]

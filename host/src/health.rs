@@ -29,6 +29,8 @@ impl State {
     }
 }
 
+/// The engine's state; clones share it.
+#[derive(Clone)]
 pub struct Health {
     state: watch::Sender<State>,
 }
@@ -71,24 +73,27 @@ impl Health {
             }
         }
     }
-}
 
-/// `signal`, then the drain: marks the engine as shutting down when `signal`
-/// resolves and resolves itself `drain` later, when the server should stop
-/// accepting connections.
-pub async fn then_drain(
-    signal: impl Future<Output = ()> + Send + 'static,
-    app: std::sync::Arc<crate::app::App>,
-    drain: Duration,
-) {
-    signal.await;
-    app.health.set_shutting_down();
-    if !drain.is_zero() {
-        tracing::info!(
-            drain_secs = drain.as_secs_f64(),
-            "shutdown requested: /_engine/health/ready now answers 503; still serving for the drain period"
-        );
-        tokio::time::sleep(drain).await;
+    /// `signal`, then the drain: marks the engine as shutting down when
+    /// `signal` resolves and resolves itself `drain` later, when the server
+    /// should stop accepting connections.
+    pub fn then_drain(
+        &self,
+        signal: impl Future<Output = ()> + Send + 'static,
+        drain: Duration,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let health = self.clone();
+        async move {
+            signal.await;
+            health.set_shutting_down();
+            if !drain.is_zero() {
+                tracing::info!(
+                    drain_secs = drain.as_secs_f64(),
+                    "shutdown requested: /_engine/health/ready now answers 503; still serving for the drain period"
+                );
+                tokio::time::sleep(drain).await;
+            }
+        }
     }
 }
 

@@ -6,6 +6,8 @@
 //! - `cli`        the command line
 //! - `cluster`    cluster mode over Redis: the link, cluster-wide streams, node heartbeats
 //! - `app`        shared state: settings, scripts by file name, the live route table
+//! - `settings`   the knobs `serve` takes, with their defaults
+//! - `reload`     the reload policy: what a look at the folder loads, replaces, removes
 //! - `fd_limit`   `--max-connections` sized from the file-descriptor limit
 //! - `wasm`       wasmtime: engine config, epoch ticker, the compiled guest (cached)
 //! - `bindings`   the one `bindgen!` of `wit/aiwebengine.wit`
@@ -22,7 +24,7 @@
 //! - `script_files` reading script files off the async workers: size cap, unchanged-file skip, no symlinks out
 //! - `fetch`      outbound `fetch`: allow-list, checked DNS, redirects, caps
 //! - `ws_clients` live WebSocket connections by client id, for `client.send`
-//! - `watcher`    hot reload: folder events → `App::reconcile`
+//! - `watcher`    hot reload: folder events → `reload::reconcile`
 //! - `server`     warp: dispatch to scripts, SSE responses, route browser, errors
 //! - `script_view` a script as `/_engine`, metrics and `check` show it: status, routes, streams
 //! - `script_names` which files are scripts (`*.js`, `*.ts`), `.js`/`.ts` twins
@@ -49,6 +51,7 @@ pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod registry;
+pub mod reload;
 pub mod route_list;
 pub mod route_path;
 pub mod script;
@@ -57,6 +60,7 @@ pub mod script_names;
 pub mod script_view;
 pub mod server;
 pub mod services;
+pub mod settings;
 pub mod storage;
 pub mod streams;
 pub mod typescript;
@@ -70,7 +74,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use tokio::net::TcpListener;
 
-pub use app::{App, Settings};
+pub use app::App;
+pub use settings::Settings;
 
 /// A running engine: the app, and the watch that keeps hot reload going.
 pub struct Engine {
@@ -90,7 +95,7 @@ async fn load_app(app: Arc<App>) -> Result<Engine> {
         true => Some(watcher::start(app.clone())?),
         false => None,
     };
-    app.load_all().await?;
+    reload::load_all(&app).await?;
     app.health.set_ready();
     Ok(Engine { app, _watch: watch })
 }

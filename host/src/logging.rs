@@ -49,6 +49,16 @@ pub fn init(format: LogFormat) {
     }
 }
 
+/// Installs the global logger of the report commands (`check`, `routes`):
+/// off unless `RUST_LOG` asks for it (the report is the output), to stderr.
+pub fn init_for_reports() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("off"));
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .init();
+}
+
 /// A layer writing each event as one JSON line to `W`.
 pub struct JsonLines<W> {
     writer: W,

@@ -1,6 +1,9 @@
+//! The binary: parses the command line, then serves, runs a report command
+//! (`check`, `routes`) or a storage command (`storage dump|restore`).
+
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Parser;
 
 use aiwebengine::cli::{Cli, Command};
@@ -10,7 +13,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Serve(_) => run_server(cli),
         Command::Storage(command) => aiwebengine::storage::backup::run(command),
-        tool => match aiwebengine::check::main(&tool) {
+        report => match run_report(&report) {
             Ok(code) => std::process::exit(code),
             Err(e) => Err(e),
         },
@@ -36,6 +39,24 @@ fn run_server(cli: Cli) -> Result<()> {
         .build()
         .context("starting the tokio runtime")?
         .block_on(serve(cli))
+}
+
+/// Runs `check` or `routes` and returns the exit status.
+fn run_report(command: &Command) -> Result<i32> {
+    aiwebengine::logging::init_for_reports();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    let mut out = std::io::stdout().lock();
+    runtime.block_on(async {
+        match command {
+            Command::Check(args) => aiwebengine::check::run(args, &mut out).await,
+            Command::Routes(args) => aiwebengine::route_list::run(args, &mut out).await,
+            Command::Serve(_) | Command::Storage(_) => bail!("not a report command"),
+        }
+    })
 }
 
 async fn serve(cli: Cli) -> Result<()> {

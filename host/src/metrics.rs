@@ -72,6 +72,9 @@ impl Reload {
     }
 }
 
+/// Every limit a call can trip, each counted under its `limit_kind`.
+const LIMITS: [Limit; 4] = [Limit::Cpu, Limit::Time, Limit::Memory, Limit::Stack];
+
 /// What a limit trip is called in the `kind` label.
 pub fn limit_kind(limit: Limit) -> &'static str {
     match limit {
@@ -108,23 +111,17 @@ pub fn method_label(method: &str, registered: bool) -> &str {
 pub struct ScriptMetrics {
     pub fuel: IntCounter,
     pub restarts: IntCounter,
-    cpu: IntCounter,
-    time: IntCounter,
-    memory: IntCounter,
-    stack: IntCounter,
+    /// Calls stopped, by the limit that stopped them (every one of `LIMITS`).
+    trips: [(Limit, IntCounter); LIMITS.len()],
     overload: IntCounter,
 }
 
 impl ScriptMetrics {
     /// A call of this script was stopped by `limit`.
     pub fn limit(&self, limit: Limit) {
-        match limit {
-            Limit::Cpu => &self.cpu,
-            Limit::Time => &self.time,
-            Limit::Memory => &self.memory,
-            Limit::Stack => &self.stack,
+        if let Some((_, trips)) = self.trips.iter().find(|(l, _)| *l == limit) {
+            trips.inc();
         }
-        .inc();
     }
 
     /// A request was refused because the script's queue was full.
@@ -167,6 +164,15 @@ pub enum StorageOp {
     Delete,
     List,
     Clear,
+}
+
+/// Why a storage call threw, as the `kind` label names it (a `TypeError`, a
+/// `RangeError`, or a failure: quota, I/O, backend down).
+#[derive(Clone, Copy, Debug)]
+pub enum StorageFailure {
+    Type,
+    Range,
+    Failed,
 }
 
 /// Counter handles of one storage namespace, resolved when it is opened.
@@ -221,12 +227,11 @@ impl StorageMetrics {
     }
 
     /// A call refused with a `TypeError`, a `RangeError`, or failed (quota, I/O).
-    pub fn error(&self, error: &crate::storage::StorageError) {
-        use crate::storage::StorageError;
-        match error {
-            StorageError::Type(_) => &self.type_errors,
-            StorageError::Range(_) => &self.range_errors,
-            StorageError::Failed(_) => &self.failures,
+    pub fn error(&self, failure: impl Into<StorageFailure>) {
+        match failure.into() {
+            StorageFailure::Type => &self.type_errors,
+            StorageFailure::Range => &self.range_errors,
+            StorageFailure::Failed => &self.failures,
         }
         .inc();
     }
@@ -523,10 +528,7 @@ impl Metrics {
         ScriptMetrics {
             fuel: self.fuel.with_label_values(&[name]),
             restarts: self.restarts.with_label_values(&[name]),
-            cpu: trips(limit_kind(Limit::Cpu)),
-            time: trips(limit_kind(Limit::Time)),
-            memory: trips(limit_kind(Limit::Memory)),
-            stack: trips(limit_kind(Limit::Stack)),
+            trips: LIMITS.map(|limit| (limit, trips(limit_kind(limit)))),
             overload: trips("overload"),
         }
     }

@@ -16,8 +16,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use crate::app::is_script_name;
 use crate::script::LoadError;
+use crate::script_names::is_script_name;
 
 /// An mtime younger than this (at the time it is seen) is not trusted to
 /// reveal a later write: file times advance in coarse ticks.

@@ -1,5 +1,5 @@
 //! Hot reload: watch the scripts folder and hand the names of changed files to
-//! `App::reconcile`, which decides from what is on disk (not from the event
+//! `reload::reconcile`, which decides from what is on disk (not from the event
 //! kinds) what to load, replace or remove. Editors save via temp files,
 //! renames and several writes; reading the final state makes all of those the
 //! same case.
@@ -16,6 +16,7 @@ use notify_debouncer_full::{new_debouncer, DebounceEventResult, Debouncer, Recom
 use tokio::sync::mpsc;
 
 use crate::app::App;
+use crate::reload;
 
 /// How long a file must be quiet before it is reloaded.
 pub const DEBOUNCE: Duration = Duration::from_millis(10);
@@ -105,7 +106,7 @@ async fn apply_batches(app: Arc<App>, mut rx: mpsc::UnboundedReceiver<Batch>) {
             continue;
         }
         // A panic while reloading (a host bug) is logged; hot reload goes on.
-        let reload = std::panic::AssertUnwindSafe(app.reconcile(merged));
+        let reload = std::panic::AssertUnwindSafe(reload::reconcile(&app, merged));
         if let Err(panic) = futures_util::FutureExt::catch_unwind(reload).await {
             let panic = crate::server::panic_guard::panic_message(panic.as_ref());
             tracing::error!(panic, "internal error while reloading scripts");

@@ -65,7 +65,7 @@ pub async fn run(
         ready.await;
         tracing::info!("listening on http://{addr}");
     });
-    let shutdown = crate::health::then_drain(shutdown, app.clone(), app.settings.shutdown_drain);
+    let shutdown = app.health.then_drain(shutdown, app.settings.shutdown_drain);
     listener::serve(listener, app, access, shutdown).await
 }
 

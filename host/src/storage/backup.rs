@@ -2,10 +2,9 @@
 //! `{"key": ..., "value": ...}`.
 //!
 //! On a stopped server the command opens the data dir's database itself. A
-//! running server holds the database's lock; it advertises itself in
-//! `<data-dir>/server.json` (its URL and a random token, readable only by the
-//! data dir's owner), and the command goes through its
-//! `/_engine/storage/SCRIPT` endpoint with that token instead.
+//! running server holds the database's lock; the command reads the server's
+//! URL and token from `<data-dir>/server.json` (see `admin.rs`) and goes
+//! through its `/_engine/storage/SCRIPT` endpoint with that token instead.
 //!
 //! With `--redis URL` (cluster mode) the command works on the Redis directly,
 //! whether or not nodes are running: a restore takes the namespace's lease
@@ -14,96 +13,14 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use super::namespace::check_key;
+use super::admin::SERVER_FILE;
 use super::redb_store::{OpenError, RedbStore};
-use super::{namespace_of, Storage, StorageError, StorageLimits};
-
-/// The file a running server advertises itself in.
-pub const SERVER_FILE: &str = "server.json";
-
-/// How a running server lets `aiwebengine storage` in.
-pub struct Admin {
-    pub dir: PathBuf,
-    pub token: String,
-}
-
-impl Admin {
-    pub fn new(dir: &Path) -> Admin {
-        Admin {
-            dir: dir.to_path_buf(),
-            token: random_token(),
-        }
-    }
-
-    /// Writes `server.json` for the server listening on `addr`.
-    pub fn advertise(&self, addr: SocketAddr) -> Result<()> {
-        let mut addr = addr;
-        if addr.ip().is_unspecified() {
-            addr.set_ip(match addr {
-                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-            });
-        }
-        let body = serde_json::json!({
-            "url": format!("http://{addr}"),
-            "token": self.token,
-            "pid": std::process::id(),
-        });
-        let path = self.dir.join(SERVER_FILE);
-        let tmp = self.dir.join(format!(".{SERVER_FILE}.tmp"));
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options
-            .open(&tmp)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        file.write_all(body.to_string().as_bytes())?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
-        Ok(())
-    }
-
-    /// True when `header` is `Bearer <this server's token>`.
-    pub fn authorised(&self, header: Option<&str>) -> bool {
-        let Some(given) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
-            return false;
-        };
-        // Compare in constant time with respect to the token's content.
-        given.len() == self.token.len()
-            && given
-                .bytes()
-                .zip(self.token.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
-    }
-}
-
-pub(crate) fn random_token() -> String {
-    let mut bytes = [0u8; 24];
-    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
-    if read.is_err() {
-        // No /dev/urandom: fall back to hashing time and process id.
-        use std::hash::{BuildHasher, Hasher};
-        for chunk in bytes.chunks_mut(8) {
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_u128(
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_nanos()),
-            );
-            h.write_u32(std::process::id());
-            for (b, v) in chunk.iter_mut().zip(h.finish().to_le_bytes()) {
-                *b = v;
-            }
-        }
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+use super::{check_key, namespace_of, Storage, StorageLimits};
 
 /// A namespace's pairs as JSON lines (values are stored as JSON text).
 pub fn to_lines(pairs: &[(String, Vec<u8>)]) -> Vec<u8> {
@@ -136,10 +53,7 @@ pub fn from_lines(text: &str, limits: StorageLimits) -> Result<Vec<(String, Vec<
         let Some(value) = parsed.get("value") else {
             bail!("{}: no \"value\"", at());
         };
-        check_key(key).map_err(|e| {
-            let (StorageError::Type(m) | StorageError::Range(m) | StorageError::Failed(m)) = e;
-            anyhow!("{}: {m}", at())
-        })?;
+        check_key(key).map_err(|e| anyhow!("{}: {}", at(), e.into_message()))?;
         let json = value.to_string().into_bytes();
         if json.len() > limits.max_value_bytes {
             bail!(

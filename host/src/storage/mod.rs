@@ -3,62 +3,42 @@
 //! - `store.rs`      the backend seam (`Store`), commits and their acknowledgements
 //! - `redb_store.rs` the embedded backend: one redb file, a group-committing writer
 //! - `redis_store.rs` the cluster backend (`serve --redis`): one Redis shared by
-//!   every node, with `redis_lua.rs` (layout, Lua scripts) and `redis_lease.rs`
-//!   (per-namespace leases that serialise a script's turns across nodes)
+//!   every node, with `redis_lua.rs` (layout, Lua scripts), `redis_lease.rs`
+//!   (per-namespace leases that serialise a script's turns across nodes) and
+//!   `redis_failure.rs` (what scripts see when Redis fails a call)
+//! - `rules.rs`      what a script may store (key, value and quota sizes), its refusals
 //! - `namespace.rs`  a script's namespace: turns, the not-yet-durable overlay
 //! - `backup.rs`     dump/restore as JSON lines, offline or through a running server
+//! - `admin.rs`      how a running server lets `aiwebengine storage` in: server.json, token
 //!
 //! The WIT `storage` interface a script calls is in `script/imports/storage.rs`.
 //!
 //! A script's namespace is its file name without the extension, so data
 //! survives edits, reloads, restarts and re-adding the file.
 
+pub mod admin;
 pub mod backup;
 pub mod namespace;
 pub mod redb_store;
+mod redis_failure;
 mod redis_lease;
 mod redis_lua;
 pub mod redis_store;
+mod rules;
 pub mod store;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::Result;
 
 use crate::metrics::{Metrics, StorageMetrics};
 
 pub use namespace::{Namespace, Turn};
-pub use store::{Store, Usage};
-
-/// Longest key, in UTF-8 bytes.
-pub const MAX_KEY_BYTES: usize = 1024;
-
-#[derive(Clone, Copy, Debug)]
-pub struct StorageLimits {
-    /// Largest serialised value.
-    pub max_value_bytes: usize,
-    /// Most bytes (keys plus values) one script may keep.
-    pub quota_bytes: u64,
-}
-
-impl Default for StorageLimits {
-    fn default() -> Self {
-        StorageLimits {
-            max_value_bytes: 1 << 20,
-            quota_bytes: 100 << 20,
-        }
-    }
-}
-
-/// A refusal the script sees as an exception of the matching class.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StorageError {
-    Type(String),
-    Range(String),
-    Failed(String),
-}
+pub use rules::{check_key, StorageError, StorageLimits, MAX_KEY_BYTES};
+pub use store::{Page, Store, Usage};
 
 /// The storage service: the backend and every script's namespace.
 pub struct Storage {
@@ -69,7 +49,7 @@ pub struct Storage {
     metrics: Option<Arc<Metrics>>,
     /// Where the database lives (none: in memory) and the token that lets
     /// `aiwebengine storage` reach a running server.
-    pub admin: Option<backup::Admin>,
+    pub admin: Option<admin::Admin>,
 }
 
 impl Storage {
@@ -79,7 +59,7 @@ impl Storage {
             Some(dir) => {
                 let store = redb_store::RedbStore::open(dir)?;
                 let mut storage = Storage::from_store(Arc::new(store), limits);
-                storage.admin = Some(backup::Admin::new(dir));
+                storage.admin = Some(admin::Admin::new(dir));
                 Ok(storage)
             }
             None => Ok(Storage::from_store(
@@ -95,6 +75,22 @@ impl Storage {
     /// multi-threaded.
     pub fn redis(link: Arc<crate::cluster::Link>, limits: StorageLimits) -> Storage {
         Storage::from_store(Arc::new(redis_store::RedisStore::new(link)), limits)
+    }
+
+    /// Storage in the cluster's Redis for an engine whose calls may run for
+    /// `call_timeout`: a turn holds its script's lease at most that long, plus
+    /// a margin; with no call deadline (`--timeout-ms 0`) a turn may run long: 30 s.
+    pub fn cluster(
+        link: Arc<crate::cluster::Link>,
+        limits: StorageLimits,
+        call_timeout: Duration,
+    ) -> Storage {
+        let lease = match call_timeout {
+            t if t.is_zero() => Duration::from_secs(30),
+            t => t + Duration::from_secs(5),
+        };
+        let store = redis_store::RedisStore::with_lease_times(link, lease, redis_lease::LEASE_WAIT);
+        Storage::from_store(Arc::new(store), limits)
     }
 
     /// Storage over any backend.
@@ -191,7 +187,12 @@ impl Storage {
         let mut out: Vec<(String, Vec<u8>)> = Vec::new();
         loop {
             let after = out.last().map(|(k, _)| k.clone());
-            let page = self.store.scan(name, "", after.as_deref(), 1000)?;
+            let page = Page {
+                prefix: "",
+                after: after.as_deref(),
+                limit: 1000,
+            };
+            let page = self.store.scan(name, page)?;
             if page.is_empty() {
                 return Ok(out);
             }
@@ -226,9 +227,13 @@ mod tests {
 
     #[test]
     fn namespaces_drop_the_extension() {
-        assert_eq!(namespace_of("chat.js"), "chat");
-        assert_eq!(namespace_of("hello.ts"), "hello");
-        assert_eq!(namespace_of("plain"), "plain");
-        assert_eq!(namespace_of("a.b.js"), "a.b");
+        for (file, namespace) in [
+            ("chat.js", "chat"),
+            ("hello.ts", "hello"),
+            ("plain", "plain"),
+            ("a.b.js", "a.b"),
+        ] {
+            assert_eq!(namespace_of(file), namespace, "{file}");
+        }
     }
 }

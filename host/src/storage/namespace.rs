@@ -30,8 +30,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use std::time::Instant;
 
-use super::store::{Ack, Change, Commit, Delta, Lease, Shared, Store, Unavailable, Usage};
-use super::{StorageError, StorageLimits, MAX_KEY_BYTES};
+use super::rules::{check_key, StorageError, StorageLimits};
+use super::store::{Ack, Change, Commit, Delta, Lease, Page, Shared, Store, Unavailable, Usage};
 use crate::metrics::StorageMetrics;
 
 /// A value, or `None` for a deletion.
@@ -268,13 +268,17 @@ impl Namespace {
         }
         self.enter()?;
         let state = self.state();
-        let in_range = |k: &str| k.starts_with(prefix) && after.is_none_or(|a| k > a);
+        let page = Page {
+            prefix,
+            after,
+            limit,
+        };
         // The overlay, newest last: the turn's writes override earlier turns'.
         let mut overlay: BTreeMap<&str, Option<&Arc<[u8]>>> = BTreeMap::new();
-        for (k, (_, v)) in state.overlay.iter().filter(|(k, _)| in_range(k)) {
+        for (k, (_, v)) in state.overlay.iter().filter(|(k, _)| page.holds(k)) {
             overlay.insert(k, v.as_ref());
         }
-        for (k, v) in state.writes.iter().filter(|(k, _)| in_range(k)) {
+        for (k, v) in state.writes.iter().filter(|(k, _)| page.holds(k)) {
             overlay.insert(k, v.as_ref());
         }
         // Each overlay entry hides at most one backend entry: fetching that many
@@ -282,7 +286,13 @@ impl Namespace {
         let fetch = limit.saturating_add(overlay.len());
         let base = self
             .store
-            .scan(&self.name, prefix, after, fetch)
+            .scan(
+                &self.name,
+                Page {
+                    limit: fetch,
+                    ..page
+                },
+            )
             .map_err(|e| self.failed(e))?;
         let bound = (base.len() >= fetch)
             .then(|| base.last().map(|(k, _)| k.clone()))
@@ -330,10 +340,7 @@ impl Namespace {
         // The turn lock is held until the restore is durable: no turn may read
         // the old data from disk once the overlay is gone.
         let turn = self.begin();
-        self.enter().map_err(|e| {
-            let (StorageError::Type(m) | StorageError::Range(m) | StorageError::Failed(m)) = e;
-            m
-        })?;
+        self.enter().map_err(StorageError::into_message)?;
         let (tx, rx) = std::sync::mpsc::channel();
         turn.submit(
             Change::Replace(entries),
@@ -470,21 +477,6 @@ fn text(bytes: Arc<[u8]>) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
-pub fn check_key(key: &str) -> Result<(), StorageError> {
-    if key.is_empty() {
-        return Err(StorageError::Type(
-            "storage key must be a non-empty string".into(),
-        ));
-    }
-    if key.len() > MAX_KEY_BYTES {
-        return Err(StorageError::Range(format!(
-            "storage key is {} bytes of UTF-8; the most is {MAX_KEY_BYTES}",
-            key.len()
-        )));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -492,8 +484,8 @@ mod tests {
 
     use anyhow::Result;
 
-    use super::super::store::{Change, Commit, Store, Usage};
-    use super::super::StorageLimits;
+    use super::super::rules::StorageLimits;
+    use super::super::store::{Change, Commit, Page, Pairs, Store, Usage};
     use super::Namespace;
     use crate::metrics::StorageMetrics;
 
@@ -509,20 +501,14 @@ mod tests {
             Ok(self.data.lock().unwrap().get(key).cloned())
         }
 
-        fn scan(
-            &self,
-            _: &str,
-            prefix: &str,
-            after: Option<&str>,
-            limit: usize,
-        ) -> Result<Vec<(String, Vec<u8>)>> {
+        fn scan(&self, _: &str, page: Page<'_>) -> Result<Pairs> {
             Ok(self
                 .data
                 .lock()
                 .unwrap()
                 .iter()
-                .filter(|(k, _)| k.starts_with(prefix) && after.is_none_or(|a| k.as_str() > a))
-                .take(limit)
+                .filter(|(k, _)| page.holds(k))
+                .take(page.limit)
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect())
         }

@@ -17,7 +17,7 @@ use anyhow::{anyhow, Context, Result};
 use crossbeam_channel::{Receiver, Sender};
 use redb::{Database, DatabaseError, Durability, ReadOnlyTable, ReadableTable, TableDefinition};
 
-use super::store::{Change, Commit, Delta, Store, Usage};
+use super::store::{Change, Commit, Delta, Page, Pairs, Store, Usage};
 
 const DATA: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("data");
 const USAGE: TableDefinition<&str, (u64, u64)> = TableDefinition::new("usage");
@@ -123,33 +123,27 @@ impl Store for RedbStore {
         Ok(table.get((namespace, key))?.map(|v| v.value().to_vec()))
     }
 
-    fn scan(
-        &self,
-        namespace: &str,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<(String, Vec<u8>)>> {
+    fn scan(&self, namespace: &str, page: Page<'_>) -> Result<Pairs> {
         let mut out = Vec::new();
-        if limit == 0 {
+        if page.limit == 0 {
             return Ok(out);
         }
-        let start = match after {
-            Some(after) if after > prefix => after,
-            _ => prefix,
+        let start = match page.after {
+            Some(after) if after > page.prefix => after,
+            _ => page.prefix,
         };
         let table = self.data()?;
         for entry in table.range((namespace, start)..)? {
             let (k, v) = entry?;
             let (ns, key) = k.value();
-            if ns != namespace || !key.starts_with(prefix) {
+            if ns != namespace || !key.starts_with(page.prefix) {
                 break;
             }
-            if after.is_some_and(|a| key <= a) {
+            if !page.holds(key) {
                 continue;
             }
             out.push((key.to_string(), v.value().to_vec()));
-            if out.len() >= limit {
+            if out.len() >= page.limit {
                 break;
             }
         }

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
+use super::redis_failure;
 use super::redis_lua::{self, Keys};
 use super::store::{Lease, Unavailable, Usage};
 
@@ -107,7 +108,7 @@ impl Leases {
                 Err(e) => {
                     // The SET may have happened with the answer lost.
                     self.abandoned(namespace, token);
-                    return Err(Unavailable(super::redis_store::unreachable(link, &e)).into());
+                    return Err(Unavailable(redis_failure::unreachable(link, &e)).into());
                 }
             };
             if let [1, keys_held, bytes] = answer.as_slice() {

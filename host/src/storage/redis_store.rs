@@ -1,7 +1,8 @@
 //! The Redis `Store`, for cluster mode: every node sharing the Redis sees the
 //! same storage, with the guarantees of the embedded store.
 //!
-//! - Layout and Lua scripts: `redis_lua.rs`. Leases: `redis_lease.rs`.
+//! - Layout and Lua scripts: `redis_lua.rs`. Leases: `redis_lease.rs`. What
+//!   scripts see when Redis fails a call: `redis_failure.rs`.
 //! - Reads (`get`, `scan`, `usage`) are synchronous: they block the calling
 //!   thread on the link's runtime (a script's own thread; `block_in_place`
 //!   first when called on a runtime worker, such as `/_engine`'s handler).
@@ -24,10 +25,11 @@ use anyhow::{anyhow, Result};
 use tokio::runtime::RuntimeFlavor;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
+use super::redis_failure::failure;
 use super::redis_lease::{Leases, LEASE_TTL, LEASE_WAIT};
 use super::redis_lua::{self, Keys, LEASE_LOST};
-use super::store::{Change, Commit, Lease, Store, Unavailable, Usage};
-use crate::cluster::{link, Link};
+use super::store::{Change, Commit, Lease, Page, Pairs, Store, Unavailable, Usage};
+use crate::cluster::Link;
 
 /// The longest one read or commit may take, reconnecting included.
 pub const CALL_DEADLINE: Duration = Duration::from_secs(3);
@@ -47,7 +49,7 @@ impl RedisStore {
 
     /// As `new`, with a lease TTL and a longest wait for a busy lease.
     pub fn with_lease_times(link: Arc<Link>, ttl: Duration, wait: Duration) -> RedisStore {
-        let leases = Arc::new(Leases::new(super::backup::random_token(), ttl, wait));
+        let leases = Arc::new(Leases::new(super::admin::random_token(), ttl, wait));
         let (queue, commits) = tokio::sync::mpsc::unbounded_channel();
         link.runtime()
             .spawn(writer(link.clone(), leases.clone(), commits));
@@ -102,20 +104,6 @@ impl RedisStore {
     }
 }
 
-/// The message scripts see when Redis failed a call.
-pub fn unreachable(link: &Link, e: &redis::RedisError) -> String {
-    format!("storage: {}", link::unreachable(&link.display, e))
-}
-
-/// `unreachable` for connection failures; otherwise what Redis answered.
-fn failure(link: &Link, e: &redis::RedisError) -> String {
-    if link::unreached(e) {
-        unreachable(link, e)
-    } else {
-        format!("storage: Redis at {} refused the call: {e}", link.display)
-    }
-}
-
 impl Store for RedisStore {
     fn get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>> {
         let data = Keys::of(namespace).data;
@@ -128,18 +116,12 @@ impl Store for RedisStore {
         })
     }
 
-    fn scan(
-        &self,
-        namespace: &str,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<(String, Vec<u8>)>> {
-        if limit == 0 {
+    fn scan(&self, namespace: &str, page: Page<'_>) -> Result<Pairs> {
+        if page.limit == 0 {
             return Ok(Vec::new());
         }
         let keys = Keys::of(namespace);
-        let (min, max) = redis_lua::scan_bounds(prefix, after);
+        let (min, max) = redis_lua::scan_bounds(page.prefix, page.after);
         let script = &self.scan;
         let (keys, min, max) = (&keys, &min, &max);
         let flat: Vec<Vec<u8>> = self.read(|mut con| async move {
@@ -148,7 +130,7 @@ impl Store for RedisStore {
                 .key(&keys.keys)
                 .arg(min.as_slice())
                 .arg(max.as_slice())
-                .arg(limit)
+                .arg(page.limit)
                 .invoke_async(&mut con)
                 .await
         })?;
@@ -157,7 +139,7 @@ impl Store for RedisStore {
         while let (Some(key), Some(value)) = (items.next(), items.next()) {
             let key = String::from_utf8(key)
                 .map_err(|_| anyhow!("storage: a key in Redis is not UTF-8"))?;
-            if key.starts_with(prefix) {
+            if key.starts_with(page.prefix) {
                 out.push((key, value));
             }
         }

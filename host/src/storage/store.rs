@@ -100,14 +100,16 @@ impl Shared {
     }
 }
 
-/// One finished turn's writes for one namespace.
+/// One finished turn's writes for one namespace. A backend applies `change`
+/// and reports through `settle`; the epoch, sequence number and ack are the
+/// namespace's own (`poisoned`, `settle`).
 pub struct Commit {
     pub namespace: Arc<str>,
     pub shared: Arc<Shared>,
-    pub epoch: u64,
-    pub seq: u64,
     pub change: Change,
-    pub ack: Ack,
+    pub(super) epoch: u64,
+    pub(super) seq: u64,
+    pub(super) ack: Ack,
     /// The token of the lease the turn held (shared backends only): the
     /// commit applies only while it still holds, and gives it back.
     pub lease: Option<String>,
@@ -151,20 +153,33 @@ impl Commit {
     }
 }
 
+/// Which pairs of a namespace a scan returns: keys starting with `prefix`
+/// and strictly after `after`, at most `limit` of them, in key (UTF-8 byte)
+/// order.
+#[derive(Clone, Copy, Debug)]
+pub struct Page<'a> {
+    pub prefix: &'a str,
+    pub after: Option<&'a str>,
+    pub limit: usize,
+}
+
+impl Page<'_> {
+    /// True when `key` belongs to the page (its limit aside).
+    pub fn holds(&self, key: &str) -> bool {
+        key.starts_with(self.prefix) && self.after.is_none_or(|a| key > a)
+    }
+}
+
+/// Keys and their values' bytes, in key order.
+pub type Pairs = Vec<(String, Vec<u8>)>;
+
 /// A durable key-value store holding every script's namespace.
 pub trait Store: Send + Sync {
     /// The value at `key`, if any.
     fn get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>>;
 
-    /// Up to `limit` pairs with keys starting with `prefix` and strictly after
-    /// `after`, in key (UTF-8 byte) order.
-    fn scan(
-        &self,
-        namespace: &str,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<(String, Vec<u8>)>>;
+    /// The pairs of `page`.
+    fn scan(&self, namespace: &str, page: Page<'_>) -> Result<Pairs>;
 
     /// The namespace's durable usage.
     fn usage(&self, namespace: &str) -> Result<Usage>;

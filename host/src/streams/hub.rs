@@ -18,8 +18,6 @@ use crate::metrics::{Metrics, StreamMetrics};
 /// the connections that subscribe.
 pub struct Hub {
     streams: RwLock<HashMap<String, Arc<StreamChannel>>>,
-    /// Live WebSocket connections, for `client.send`.
-    pub clients: crate::websocket::Clients,
     pub(super) limits: HubLimits,
     /// Subscribers in all.
     pub(super) total: Arc<AtomicUsize>,
@@ -83,7 +81,6 @@ impl Hub {
     pub fn with_metrics(limits: HubLimits, metrics: Arc<Metrics>) -> Self {
         Hub {
             streams: RwLock::new(HashMap::new()),
-            clients: Default::default(),
             fan_out: fan_out::start(&limits),
             limits,
             total: Arc::new(AtomicUsize::new(0)),
