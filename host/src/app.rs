@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
 
+use crate::admin_token::AdminToken;
 use crate::cluster::Cluster;
 use crate::engine::WasmEngine;
 use crate::fetch::{FetchSettings, Fetcher};
@@ -23,7 +24,6 @@ use crate::script::{LoadError, LoadedScript};
 use crate::script_files::{self, Found, Stamp};
 use crate::script_names;
 pub use crate::script_view::ScriptView;
-use crate::server::admin::AdminToken;
 use crate::services::Services;
 use crate::storage::redis_store::RedisStore;
 use crate::storage::{Storage, StorageLimits};

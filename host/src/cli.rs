@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::admin_token::AdminToken;
 use crate::app::Settings;
 use crate::fetch::{FetchSettings, Rule};
 use crate::limits::Limits;
 use crate::logging::LogFormat;
-use crate::server::admin::AdminToken;
 use crate::storage::StorageLimits;
 use crate::streams::HubLimits;
 

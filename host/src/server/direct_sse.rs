@@ -22,18 +22,22 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::request_id;
-use super::sse::{accepts_event_stream, KEEP_ALIVE, PREAMBLE};
-use super::subscribe::Subscribe;
+use super::subscribe::{self, accepts_event_stream, Subscribe, KEEP_ALIVE, PREAMBLE, SSE_HEADERS};
 use crate::app::App;
+use crate::streams::Transport;
 
-/// The same headers `sse.rs` sets; the connection ends with the stream. The
-/// request id follows, then the blank line.
-const RESPONSE_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\n\
-content-type: text/event-stream\r\n\
-cache-control: no-cache\r\n\
-x-accel-buffering: no\r\n\
-connection: close\r\n\
-x-request-id: ";
+/// The response head: `sse.rs`'s headers, and the connection ends with the
+/// stream; then the preamble.
+fn response_head(request_id: &str) -> Vec<u8> {
+    let mut head = b"HTTP/1.1 200 OK\r\n".to_vec();
+    for (name, value) in SSE_HEADERS {
+        head.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+    }
+    head.extend_from_slice(b"connection: close\r\n");
+    head.extend_from_slice(format!("{}: {request_id}\r\n\r\n", request_id::HEADER).as_bytes());
+    head.extend_from_slice(PREAMBLE);
+    head
+}
 
 /// A subscription this module can serve, from the first request's head.
 pub struct Subscription {
@@ -62,7 +66,7 @@ pub fn subscription(app: &App, head: &[u8]) -> Option<Subscription> {
     let target = req.path?;
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let table = app.table.load();
-    let stream = table.lookup(path)?.entry.stream.as_ref()?;
+    let stream = subscribe::stream_at(&table, path)?;
     let request_id = match value(request_id::HEADER) {
         Some(id) if request_id::is_valid(id.as_bytes()) => id.to_string(),
         _ => request_id::generate(),
@@ -80,23 +84,17 @@ pub fn subscription(app: &App, head: &[u8]) -> Option<Subscription> {
 /// answers with the proper status).
 pub async fn serve(app: &App, mut tcp: TcpStream, sub: Subscription) -> Result<(), TcpStream> {
     let path = sub.sub.path.clone();
-    let Ok(frames) = app
-        .hub
-        .subscribe(&path, sub.sub.last_event_id, sub.sub.params)
-    else {
+    let Ok(frames) = sub.sub.open(&app.hub, Transport::Sse) else {
         return Err(tcp);
     };
+    let frames = crate::streams::sse_bytes(frames);
     tracing::debug!(stream = %path, request_id = %sub.request_id, "subscriber connected");
     app.metrics.request(&sub.script, &path, "GET", 200, None);
     let stall = app.settings.write_stall;
-    let head = [
-        RESPONSE_HEAD,
-        sub.request_id.as_bytes(),
-        b"\r\n\r\n",
-        PREAMBLE,
-    ]
-    .concat();
-    if write(&mut tcp, &head, stall).await.is_err() {
+    if write(&mut tcp, &response_head(&sub.request_id), stall)
+        .await
+        .is_err()
+    {
         return Ok(());
     }
     let keep_alive = app.settings.keep_alive;

@@ -52,7 +52,7 @@ pub async fn serve(
     let service = Front::new(
         app.clone(),
         access,
-        warp::service(super::routes(app.clone())),
+        warp::service(super::routes::routes(app.clone())),
     );
     // Taken out by shutdown; connections that finish their first head after
     // that are closed instead of served.
