@@ -12,7 +12,8 @@
 //! - `sse.rs`      the `text/event-stream` response of a subscription
 //! - `websocket.rs` WebSocket upgrades on stream paths, and each connection's loop
 //! - `graceful.rs` graceful shutdown of connections that may be upgraded
-//! - `browser.rs`  `/_engine` and `/_engine/routes`
+//! - `overview.rs` what `/_engine` shows, typed: scripts, routes, streams, cluster
+//! - `browser.rs`  `/_engine` and `/_engine/routes`, both from the overview
 //! - `operating.rs` `/_engine/metrics` and `/_engine/health/{live,ready}`
 //! - `front.rs`    around every request: its id and span, the `/_engine`
 //!   access policy, metrics and the access log
@@ -33,6 +34,7 @@ mod graceful;
 mod head;
 mod listener;
 mod operating;
+mod overview;
 mod panic_guard;
 mod reply;
 pub mod request_id;

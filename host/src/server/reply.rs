@@ -6,7 +6,7 @@
 use std::convert::Infallible;
 
 use serde_json::json;
-use warp::http::{header, HeaderValue, StatusCode};
+use warp::http::{header, HeaderName, HeaderValue, StatusCode};
 use warp::reply::Response;
 
 use super::subscribe::QueryTooLong;
@@ -131,15 +131,12 @@ impl From<Failure> for Response {
                 }
             },
             Failure::WebSocketVersion => {
-                let mut res = text(
+                let version = HeaderValue::from_static("13");
+                let res = text(
                     StatusCode::UPGRADE_REQUIRED,
                     "only WebSocket version 13 is spoken here\n",
                 );
-                res.headers_mut().insert(
-                    header::SEC_WEBSOCKET_VERSION,
-                    HeaderValue::from_static("13"),
-                );
-                res
+                with_header(res, header::SEC_WEBSOCKET_VERSION, version)
             }
             Failure::WebSocketKeyMissing => {
                 text(StatusCode::BAD_REQUEST, "Sec-WebSocket-Key is missing\n")
@@ -149,17 +146,14 @@ impl From<Failure> for Response {
                 "this connection cannot be upgraded\n",
             ),
             Failure::Forbidden(hint) => text(StatusCode::FORBIDDEN, hint),
-            Failure::Unauthorized => {
-                let mut res = text(
+            Failure::Unauthorized => with_header(
+                text(
                     StatusCode::UNAUTHORIZED,
                     "this path needs the admin token: send \"Authorization: Bearer TOKEN\"\n",
-                );
-                res.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer realm=\"aiwebengine\""),
-                );
-                res
-            }
+                ),
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"aiwebengine\""),
+            ),
             Failure::NotReady(reason) => json(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &json!({ "ready": false, "reason": reason }),
@@ -210,9 +204,15 @@ pub fn json(status: StatusCode, value: &serde_json::Value) -> Response {
     res
 }
 
-fn retry_after(mut res: Response, seconds: HeaderValue) -> Response {
-    res.headers_mut().insert(header::RETRY_AFTER, seconds);
+/// `res` with one more header.
+fn with_header(mut res: Response, name: HeaderName, value: HeaderValue) -> Response {
+    res.headers_mut().insert(name, value);
     res
+}
+
+/// `res` saying when to retry.
+fn retry_after(res: Response, seconds: HeaderValue) -> Response {
+    with_header(res, header::RETRY_AFTER, seconds)
 }
 
 /// The response for a call into `script` that produced no response of its own.
