@@ -1,7 +1,8 @@
 //! The HTTP side: warp filters that route every request either to the engine's
 //! own pages (`/_engine`) or, through the live route table, to a script.
 //!
-//! - `listener.rs` the accept loop, stalled-peer guard, graceful shutdown
+//! - `listener.rs` the accept loop, connection cap, graceful shutdown
+//! - `connection.rs` the stalled-peer guard on every client socket
 //! - `direct_sse.rs` subscriptions that open a connection, served without hyper
 //! - `head.rs`     the first request head: size cap, timeout, LF-only heads
 //! - `panic_guard.rs` a panic while answering becomes a logged 500
@@ -25,6 +26,7 @@
 
 pub mod admin;
 mod browser;
+mod connection;
 mod convert;
 mod direct_sse;
 mod dispatch;

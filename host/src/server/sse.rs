@@ -10,7 +10,8 @@ use futures_util::StreamExt;
 use warp::http::HeaderValue;
 use warp::reply::{Reply, Response};
 
-use super::subscribe::{Subscribe, KEEP_ALIVE, PREAMBLE, SSE_HEADERS};
+use super::reply::Failure;
+use super::subscribe::{self, Subscribe, PREAMBLE, SSE_HEADERS};
 use crate::app::App;
 use crate::registry::StreamRoute;
 use crate::streams::Transport;
@@ -20,18 +21,14 @@ pub fn subscribe(app: &App, stream: &StreamRoute, subscription: Subscribe, head:
         Response::new(Bytes::new().into())
     } else {
         let frames = match subscription.open(app.hub.as_ref(), Transport::Sse) {
-            Ok(frames) => crate::streams::sse_bytes(frames),
-            Err(refused) => return refused.into(),
+            Ok(frames) => frames,
+            Err(error) => {
+                let path = stream.path.clone();
+                return Failure::Subscribe { path, error }.into();
+            }
         };
         tracing::debug!(stream = %stream.path, script = %stream.script.name, "subscriber connected");
-        let live = tokio_stream::StreamExt::timeout_repeating(
-            frames,
-            tokio::time::interval_at(
-                tokio::time::Instant::now() + app.settings.keep_alive,
-                app.settings.keep_alive,
-            ),
-        )
-        .map(|item| item.unwrap_or_else(|_idle| Bytes::from_static(KEEP_ALIVE)));
+        let live = subscribe::sse_frames(frames, app.settings.keep_alive);
         let body = futures_util::stream::once(async { Bytes::from_static(PREAMBLE) })
             .chain(live)
             .map(Ok::<_, Infallible>);

@@ -1,18 +1,21 @@
 //! The one subscription path that SSE (through hyper or straight on the
 //! socket) and WebSocket share: which requests are subscriptions, what a
 //! subscriber asks for (its query as filter parameters, where to resume), the
-//! stream it names, opening it on the hub (caps, replay, lag), and the bytes
-//! every SSE subscription starts and idles with.
+//! stream it names, opening it on the hub (caps, replay, lag), and an SSE
+//! subscription's bytes: its head, preamble, frames and keep-alives. (The
+//! stalled-peer guard is the socket's, `connection.rs`, for every transport.)
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
-use futures_util::Stream;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use tokio::time::Instant;
 use warp::http::{header, HeaderMap};
 
-use super::reply::Failure;
 use crate::registry::{RouteTable, StreamRoute};
-use crate::streams::{Frame, Hub, Lagged, Params, Transport};
+use crate::streams::{Frame, Hub, Lagged, Params, SubscribeError, Transport};
 
 /// Sent first on every SSE connection: how long EventSource waits before reconnecting.
 pub const PREAMBLE: &[u8] = b"retry: 2000\n\n";
@@ -37,6 +40,19 @@ pub fn wants_event_stream(headers: &HeaderMap) -> bool {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .any(accepts_event_stream)
+}
+
+/// A subscription's SSE frames, and `KEEP_ALIVE` whenever none came for
+/// `every`. One timer per subscriber, pushed back with each frame: a later
+/// deadline is a lock-free update in tokio, where a fresh `timeout` per frame
+/// took the timer wheel's lock twice per subscriber per message.
+pub fn sse_frames(
+    frames: impl Stream<Item = Result<Arc<Frame>, Lagged>>,
+    every: Duration,
+) -> impl Stream<Item = Bytes> {
+    let idle = tokio::time::interval_at(Instant::now() + every, every);
+    tokio_stream::StreamExt::timeout_repeating(crate::streams::sse_bytes(frames), idle)
+        .map(|item| item.unwrap_or_else(|_idle| Bytes::from_static(KEEP_ALIVE)))
 }
 
 /// The stream registered at `path` (as requested), if any.
@@ -113,19 +129,14 @@ impl Subscribe {
         Subscribe::new(path, query, header)
     }
 
-    /// Opens the subscription, or says why the hub refused it.
+    /// Opens the subscription (`Failure::Subscribe` answers a refusal).
     pub fn open(
         self,
         hub: &Hub,
         transport: Transport,
-    ) -> Result<impl Stream<Item = Result<Arc<Frame>, Lagged>> + Send + 'static, Failure> {
-        match hub.subscribe_frames(&self.path, self.last_event_id, self.params, transport) {
-            Ok(frames) => Ok(frames),
-            Err(error) => Err(Failure::Subscribe {
-                path: self.path.clone(),
-                error,
-            }),
-        }
+    ) -> Result<impl Stream<Item = Result<Arc<Frame>, Lagged>> + Send + 'static, SubscribeError>
+    {
+        hub.subscribe_frames(&self.path, self.last_event_id, self.params, transport)
     }
 }
 

@@ -78,7 +78,10 @@ pub fn upgrade(
     let params = subscription.params.clone();
     let frames = match subscription.open(&app.hub, Transport::WebSocket) {
         Ok(frames) => frames,
-        Err(refused) => return refused.into(),
+        Err(error) => {
+            let path = stream.path.clone();
+            return Failure::Subscribe { path, error }.into();
+        }
     };
     let client = Clients::connect(&app.hub, &stream.path, app.settings.hub.lag);
     let accept = derive_accept_key(key.as_bytes());
