@@ -16,17 +16,9 @@ use super::admin::Access;
 use super::connection::Connection;
 use super::front::Front;
 use super::graceful::GracefulShutdown;
+use super::reply::Early;
 use super::{direct_sse, head};
 use crate::app::App;
-
-/// Sent, without reading anything, to a connection over `--max-connections`.
-const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
-content-type: text/plain; charset=utf-8\r\n\
-retry-after: 1\r\n\
-content-length: 36\r\n\
-connection: close\r\n\
-\r\n\
-the server has too many connections\n";
 
 /// Serves until `shutdown` resolves, then: stop accepting, end every stream,
 /// let in-flight requests finish, and give up on stragglers after the
@@ -54,6 +46,8 @@ pub async fn serve(
     let (stop_tx, stop_rx) = watch::channel(false);
     let permits = Arc::new(Semaphore::new(app.settings.max_connections.max(1)));
     let mut shutdown = std::pin::pin!(shutdown);
+    // Sent, without reading anything, to a connection over `--max-connections`.
+    let too_many = Early::TooManyConnections.to_wire();
     loop {
         let (tcp, _peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -69,7 +63,7 @@ pub async fn serve(
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             // Best effort, never waiting: the point is to give the descriptor back.
-            let _ = tcp.try_write(TOO_MANY_CONNECTIONS);
+            let _ = tcp.try_write(too_many.as_bytes());
             tracing::warn!(
                 max = app.settings.max_connections,
                 "too many connections; refusing one"

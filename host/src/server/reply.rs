@@ -1,7 +1,9 @@
 //! Turning outcomes into HTTP responses, in exactly one place: every way a
 //! request fails — a script's call error, a refused subscription or upgrade,
 //! a cap, a closed `/_engine`, not ready yet — is a [`Failure`], and
-//! `Response::from(failure)` gives its status, headers and body.
+//! `Response::from(failure)` gives its status, headers and body. The few
+//! refusals written on a socket before hyper has it (too many connections, an
+//! oversized first head) are an [`Early`], in wire form.
 
 use std::convert::Infallible;
 
@@ -293,6 +295,46 @@ fn call_error(script: &str, route: &str, error: CallError) -> Response {
     }
 }
 
+/// Refusals written straight on a socket before hyper sees the connection,
+/// which is then closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Early {
+    /// Over `--max-connections` (503, retry after a second).
+    TooManyConnections,
+    /// A first request line over the head cap (414).
+    LineTooLong,
+    /// A first request head over the cap (431).
+    HeadTooLarge,
+}
+
+impl Early {
+    pub fn status(self) -> StatusCode {
+        match self {
+            Early::TooManyConnections => StatusCode::SERVICE_UNAVAILABLE,
+            Early::LineTooLong => StatusCode::URI_TOO_LONG,
+            Early::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        }
+    }
+
+    /// The whole response, as HTTP/1.1 bytes.
+    pub fn to_wire(self) -> String {
+        let (retry_after, body) = match self {
+            Early::TooManyConnections => (
+                "retry-after: 1\r\n",
+                "the server has too many connections\n",
+            ),
+            Early::LineTooLong => ("", "the request line is too long\n"),
+            Early::HeadTooLarge => ("", "the request head is too large\n"),
+        };
+        format!(
+            "HTTP/1.1 {}\r\ncontent-type: text/plain; charset=utf-8\r\n{retry_after}\
+             content-length: {}\r\nconnection: close\r\n\r\n{body}",
+            self.status(),
+            body.len()
+        )
+    }
+}
+
 /// warp's own rejections (only reachable for malformed requests).
 pub async fn rejection(r: warp::Rejection) -> Result<Response, Infallible> {
     let status = if r.is_not_found() {
@@ -301,4 +343,29 @@ pub async fn rejection(r: warp::Rejection) -> Result<Response, Infallible> {
         StatusCode::BAD_REQUEST
     };
     Ok(text(status, format!("{r:?}\n")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn early_refusals_on_the_wire() {
+        assert_eq!(
+            Early::TooManyConnections.to_wire(),
+            "HTTP/1.1 503 Service Unavailable\r\n\
+             content-type: text/plain; charset=utf-8\r\n\
+             retry-after: 1\r\n\
+             content-length: 36\r\n\
+             connection: close\r\n\
+             \r\n\
+             the server has too many connections\n"
+        );
+        assert!(Early::LineTooLong
+            .to_wire()
+            .starts_with("HTTP/1.1 414 URI Too Long\r\n"));
+        assert!(Early::HeadTooLarge
+            .to_wire()
+            .starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"));
+    }
 }
