@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::app::App;
 use crate::cli::{CheckArgs, Format};
@@ -90,8 +90,8 @@ pub fn report(app: &App, dir: &Path, only: Option<&BTreeSet<String>>) -> Vec<Val
                 .get(&view.name)
                 .map(Vec::as_slice)
                 .unwrap_or_default();
-            let routes = view.routes_json(conflicts);
-            let streams = view.streams_json(conflicts, |_| Map::new());
+            let routes = view.routes(conflicts);
+            let streams = view.streams(conflicts, |_| None);
             let error = view.error.as_ref().map(|(e, _)| {
                 let at = location(&view.name, &e.message);
                 json!({

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::admin_token::AdminToken;
 use crate::fetch::{FetchSettings, Rule};
 use crate::limits::Limits;
 use crate::logging::LogFormat;
-use crate::server::admin::AdminToken;
 use crate::settings::Settings;
 use crate::storage::StorageLimits;
 use crate::streams::HubLimits;

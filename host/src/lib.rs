@@ -2,6 +2,7 @@
 //! routes and Server-Sent-Event streams — each inside its own WebAssembly sandbox.
 //!
 //! # Layout
+//! - `admin_token` the `/_engine` admin token, a setting that never shows in logs
 //! - `accepted`   a turn's cluster-published messages: its answers wait until Redis took them
 //! - `cli`        the command line
 //! - `cluster`    cluster mode over Redis: the link, cluster-wide streams, node heartbeats
@@ -16,6 +17,7 @@
 //! - `limits`     fuel, deadline and memory cap per call; naming what tripped
 //! - `metrics`    Prometheus metrics: names, labels, one-line helpers, exposition
 //! - `health`     loading / ready / shutting down, and the shutdown drain
+//! - `panics`     the message of a caught panic, for its log line
 //! - `logging`    text or JSON log lines (`--log-format`)
 //! - `script`     a loaded script version: its instance, actor thread, registrations, WIT imports
 //! - `route_path` `/users/:id/*rest` → router patterns
@@ -39,6 +41,7 @@
 #![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::string_slice))]
 
 pub mod accepted;
+pub mod admin_token;
 pub mod app;
 pub mod bindings;
 pub mod check;
@@ -50,6 +53,7 @@ pub mod health;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
+pub mod panics;
 pub mod registry;
 pub mod reload;
 pub mod route_list;

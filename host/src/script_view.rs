@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use serde_json::{json, Map, Value};
+use serde::Serialize;
 
 use crate::registry::Conflict;
 use crate::script::{LoadError, LoadedScript};
@@ -14,6 +14,37 @@ pub struct ScriptView {
     pub live: Option<Arc<LoadedScript>>,
     pub version: u64,
     pub error: Option<(LoadError, SystemTime)>,
+}
+
+/// A route of the serving version. Fields in alphabetical order, the order
+/// of the keys in the JSON these views replaced.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteView {
+    /// The script that serves it instead, if it was lost.
+    pub conflicts_with: Option<String>,
+    pub method: String,
+    pub path: String,
+}
+
+/// A stream of the serving version (fields in alphabetical order).
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamView {
+    /// The script that serves it instead, if it was lost.
+    pub conflicts_with: Option<String>,
+    pub path: String,
+    /// Its subscribers, on a running server.
+    #[serde(flatten)]
+    pub counts: Option<SubscriberCounts>,
+}
+
+/// How many subscribe to a stream, and through what (fields in alphabetical order).
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct SubscriberCounts {
+    pub sse: usize,
+    pub subscribers: usize,
+    pub websocket: usize,
 }
 
 impl ScriptView {
@@ -29,46 +60,32 @@ impl ScriptView {
         }
     }
 
-    /// The serving version's routes: `method`, `path` and `conflictsWith`
-    /// (the script that serves it instead, or null).
-    pub fn routes_json(&self, conflicts: &[Conflict]) -> Vec<Value> {
-        let Some(live) = &self.live else {
-            return Vec::new();
-        };
-        live.registrations
-            .routes
+    /// The serving version's routes, none when no version serves.
+    pub fn routes(&self, conflicts: &[Conflict]) -> Vec<RouteView> {
+        self.live
             .iter()
-            .map(|r| {
-                let what = format!("{} {}", r.method, r.path.source);
-                json!({
-                    "method": r.method,
-                    "path": r.path.source,
-                    "conflictsWith": owner_of(conflicts, &what),
-                })
+            .flat_map(|live| &live.registrations.routes)
+            .map(|r| RouteView {
+                conflicts_with: owner_of(conflicts, &format!("{} {}", r.method, r.path.source)),
+                method: r.method.clone(),
+                path: r.path.source.clone(),
             })
             .collect()
     }
 
-    /// The serving version's streams: `path`, `conflictsWith`, and the fields
-    /// `more` gives for the path (subscriber counts on a running server).
-    pub fn streams_json(
+    /// The serving version's streams, with the counts `counts` gives for a path.
+    pub fn streams(
         &self,
         conflicts: &[Conflict],
-        more: impl Fn(&str) -> Map<String, Value>,
-    ) -> Vec<Value> {
-        let Some(live) = &self.live else {
-            return Vec::new();
-        };
-        live.registrations
-            .streams
+        counts: impl Fn(&str) -> Option<SubscriberCounts>,
+    ) -> Vec<StreamView> {
+        self.live
             .iter()
-            .map(|path| {
-                let mut entry = Map::new();
-                entry.insert("path".into(), json!(path));
-                entry.extend(more(path));
-                let owner = owner_of(conflicts, &format!("stream {path}"));
-                entry.insert("conflictsWith".into(), json!(owner));
-                Value::Object(entry)
+            .flat_map(|live| &live.registrations.streams)
+            .map(|path| StreamView {
+                conflicts_with: owner_of(conflicts, &format!("stream {path}")),
+                path: path.clone(),
+                counts: counts(path),
             })
             .collect()
     }

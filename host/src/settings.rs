@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::admin_token::AdminToken;
 use crate::fetch::FetchSettings;
 use crate::limits::Limits;
-use crate::server::admin::AdminToken;
 use crate::storage::StorageLimits;
 use crate::streams::HubLimits;
 

@@ -108,7 +108,7 @@ async fn apply_batches(app: Arc<App>, mut rx: mpsc::UnboundedReceiver<Batch>) {
         // A panic while reloading (a host bug) is logged; hot reload goes on.
         let reload = std::panic::AssertUnwindSafe(reload::reconcile(&app, merged));
         if let Err(panic) = futures_util::FutureExt::catch_unwind(reload).await {
-            let panic = crate::server::panic_guard::panic_message(panic.as_ref());
+            let panic = crate::panics::panic_message(panic.as_ref());
             tracing::error!(panic, "internal error while reloading scripts");
         }
     }

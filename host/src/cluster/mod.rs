@@ -26,7 +26,6 @@ mod subscribe;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
-use serde_json::{json, Value};
 
 pub use link::Link;
 
@@ -82,25 +81,6 @@ impl Cluster {
 
     fn set_nodes(&self, nodes: Vec<String>) {
         *self.nodes.lock().unwrap_or_else(|e| e.into_inner()) = nodes;
-    }
-
-    /// What `/_engine/routes` shows under `cluster`.
-    pub fn status(&self) -> Value {
-        json!({
-            "mode": "redis",
-            "redis": self.link.display,
-            "connected": self.link.is_up(),
-            "node": self.node,
-            "nodes": self.nodes(),
-        })
-    }
-}
-
-/// `/_engine/routes`' `cluster` object: this node's cluster, or single mode.
-pub fn status(cluster: Option<&Arc<Cluster>>) -> Value {
-    match cluster {
-        Some(cluster) => cluster.status(),
-        None => json!({ "mode": "single" }),
     }
 }
 

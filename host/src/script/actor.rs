@@ -109,7 +109,7 @@ impl Actor {
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut *self))) {
             Ok(value) => Some(value),
             Err(panic) => {
-                let panic = crate::server::panic_guard::panic_message(panic.as_ref());
+                let panic = crate::panics::panic_message(panic.as_ref());
                 tracing::error!(script = %self.recipe.name, route = what, panic, "internal error in the script's thread; restarting the script");
                 self.instance = None;
                 for (_, d) in self.deferred.drain() {

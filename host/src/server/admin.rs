@@ -7,29 +7,12 @@
 //!   only, and closed (403, with a hint) when it listens on any other address,
 //!   so a server exposed on a network never shows its scripts by accident.
 
-use std::fmt;
 use std::net::SocketAddr;
 
 use sha2::{Digest, Sha256};
 use warp::http::{header, HeaderMap};
 
-/// The admin token; its `Debug` does not show it.
-#[derive(Clone)]
-pub struct AdminToken(String);
-
-impl AdminToken {
-    /// `None` for an empty token (an unset variable often arrives as one).
-    pub fn new(token: impl Into<String>) -> Option<AdminToken> {
-        let token = token.into();
-        (!token.is_empty()).then_some(AdminToken(token))
-    }
-}
-
-impl fmt::Debug for AdminToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("AdminToken(..)")
-    }
-}
+use crate::admin_token::AdminToken;
 
 /// The policy for `/_engine`, fixed when the server starts.
 #[derive(Clone, Debug)]
@@ -55,7 +38,7 @@ pub enum Verdict {
 impl Access {
     pub fn new(token: Option<&AdminToken>, listening: SocketAddr) -> Access {
         match token {
-            Some(AdminToken(token)) => Access::Token(digest(token.as_bytes())),
+            Some(token) => Access::Token(digest(token.secret().as_bytes())),
             None if listening.ip().is_loopback() => Access::Open,
             None => {
                 tracing::warn!(
@@ -110,7 +93,7 @@ pub const HEALTH_PATHS: [&str; 2] = ["/_engine/health/live", "/_engine/health/re
 /// Is `path` (raw, as sent) one of the engine's guarded paths? Decoded and
 /// with repeated slashes folded first, so `//%5Fengine/routes` is caught too.
 pub fn is_protected(path: &str) -> bool {
-    let decoded = super::dispatch::percent_decode(path);
+    let decoded = super::convert::percent_decode(path);
     let mut folded = String::with_capacity(decoded.len());
     for c in decoded.chars() {
         if !(c == '/' && folded.ends_with('/')) {

@@ -12,28 +12,31 @@
 //! including subscriptions made later on a keep-alive connection, goes to
 //! hyper with the bytes already read put back in front (see `listener.rs`).
 
-use std::io;
 use std::sync::Arc;
-use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::connection::Connection;
 use super::request_id;
-use super::sse::{accepts_event_stream, KEEP_ALIVE, PREAMBLE};
-use super::subscribe::Subscribe;
+use super::subscribe::{self, accepts_event_stream, Subscribe, PREAMBLE, SSE_HEADERS};
 use crate::app::App;
+use crate::streams::Transport;
 
-/// The same headers `sse.rs` sets; the connection ends with the stream. The
-/// request id follows, then the blank line.
-const RESPONSE_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\n\
-content-type: text/event-stream\r\n\
-cache-control: no-cache\r\n\
-x-accel-buffering: no\r\n\
-connection: close\r\n\
-x-request-id: ";
+/// The response head: `sse.rs`'s headers, and the connection ends with the
+/// stream; then the preamble.
+fn response_head(request_id: &str) -> Vec<u8> {
+    let mut head = b"HTTP/1.1 200 OK\r\n".to_vec();
+    for (name, value) in SSE_HEADERS {
+        head.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+    }
+    head.extend_from_slice(b"connection: close\r\n");
+    head.extend_from_slice(format!("{}: {request_id}\r\n\r\n", request_id::HEADER).as_bytes());
+    head.extend_from_slice(PREAMBLE);
+    head
+}
 
 /// A subscription this module can serve, from the first request's head.
 pub struct Subscription {
@@ -62,7 +65,7 @@ pub fn subscription(app: &App, head: &[u8]) -> Option<Subscription> {
     let target = req.path?;
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let table = app.table.load();
-    let stream = table.lookup(path)?.entry.stream.as_ref()?;
+    let stream = subscribe::stream_at(&table, path)?;
     let request_id = match value(request_id::HEADER) {
         Some(id) if request_id::is_valid(id.as_bytes()) => id.to_string(),
         _ => request_id::generate(),
@@ -78,62 +81,39 @@ pub fn subscription(app: &App, head: &[u8]) -> Option<Subscription> {
 /// Serves `sub` on `tcp` until the stream ends, the peer leaves, or a write
 /// stalls. `Err` gives the connection back when the hub refuses (hyper then
 /// answers with the proper status).
-pub async fn serve(app: &App, mut tcp: TcpStream, sub: Subscription) -> Result<(), TcpStream> {
+pub async fn serve(app: &App, tcp: TcpStream, sub: Subscription) -> Result<(), TcpStream> {
     let path = sub.sub.path.clone();
-    let Ok(frames) = app
-        .hub
-        .subscribe(&path, sub.sub.last_event_id, sub.sub.params)
-    else {
+    let Ok(frames) = sub.sub.open(&app.hub, Transport::Sse) else {
         return Err(tcp);
     };
     tracing::debug!(stream = %path, request_id = %sub.request_id, "subscriber connected");
     app.metrics.request(&sub.script, &path, "GET", 200, None);
     let stall = app.settings.write_stall;
-    let head = [
-        RESPONSE_HEAD,
-        sub.request_id.as_bytes(),
-        b"\r\n\r\n",
-        PREAMBLE,
-    ]
-    .concat();
-    if write(&mut tcp, &head, stall).await.is_err() {
+    let mut tcp = Connection::new(BytesMut::new(), tcp, stall, app.metrics.write_stalls());
+    if tcp
+        .write_all(&response_head(&sub.request_id))
+        .await
+        .is_err()
+    {
         return Ok(());
     }
-    let keep_alive = app.settings.keep_alive;
-    let mut frames = std::pin::pin!(frames);
+    let live = subscribe::sse_frames(frames, app.settings.keep_alive);
+    let mut live = std::pin::pin!(live);
     let mut peer_gone = [0u8; 1];
-    // One timer for the whole connection, pushed back after each write: a
-    // later deadline is a lock-free update in tokio, where a fresh `timeout`
-    // per frame took the timer wheel's lock twice per subscriber per message.
-    let idle = tokio::time::sleep(keep_alive);
-    let mut idle = std::pin::pin!(idle);
     loop {
         let out: Bytes = tokio::select! {
-            frame = frames.next() => match frame {
+            frame = live.next() => match frame {
                 Some(bytes) => bytes,
                 None => break, // the stream went away, or we lagged too far
             },
-            () = &mut idle => Bytes::from_static(KEEP_ALIVE),
             // A subscriber only ever sends its request; a read that returns
             // means it closed (or misbehaves): either way, we are done.
             _ = tcp.read(&mut peer_gone) => break,
         };
-        if let Err(e) = write(&mut tcp, &out, stall).await {
-            if e.kind() == io::ErrorKind::TimedOut {
-                app.metrics.write_stalls().inc();
-            }
-            break;
+        if tcp.write_all(&out).await.is_err() {
+            break; // the peer is gone, or stalled (counted by `Connection`)
         }
-        idle.as_mut()
-            .reset(tokio::time::Instant::now() + keep_alive);
     }
     let _ = tcp.shutdown().await;
     Ok(())
-}
-
-async fn write(tcp: &mut TcpStream, bytes: &[u8], stall: Duration) -> io::Result<()> {
-    match tokio::time::timeout(stall, tcp.write_all(bytes)).await {
-        Ok(result) => result,
-        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "peer took no data")),
-    }
 }

@@ -20,7 +20,8 @@ use warp::http::Request;
 use warp::reply::Response;
 
 use super::admin::{Access, Verdict};
-use super::{reply, request_id};
+use super::reply::Failure;
+use super::request_id;
 use crate::app::App;
 use crate::metrics::{self, ENGINE, UNMATCHED};
 
@@ -83,8 +84,8 @@ where
         let path = req.uri().path().to_string();
         let answer = match self.access.check(&path, req.headers()) {
             Verdict::Allow => Ok(tower_service::Service::call(&mut self.inner.clone(), req)),
-            Verdict::Unauthorized => Err(reply::unauthorized()),
-            Verdict::Forbidden(hint) => Err(reply::forbidden(hint)),
+            Verdict::Unauthorized => Err(Failure::Unauthorized.into()),
+            Verdict::Forbidden(hint) => Err(Failure::Forbidden(hint).into()),
         };
         let app = self.app.clone();
         Box::pin(

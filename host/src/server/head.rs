@@ -15,6 +15,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+use super::reply::Early;
+
 /// The largest request head accepted, on the first request and (through
 /// hyper's `max_buf_size`) on later ones. Node allows 16 KiB, nginx 8 KiB lines.
 pub const MAX_HEAD: usize = 32 * 1024;
@@ -99,20 +101,12 @@ fn head_end(buf: &[u8], scanned: &mut usize) -> Option<usize> {
 /// (up to a bound), so closing does not reset the connection before it reads
 /// the answer.
 async fn refuse(tcp: &mut TcpStream, line_too_long: bool) {
-    let (status, body) = if line_too_long {
-        ("414 URI Too Long", "the request line is too long\n")
-    } else {
-        (
-            "431 Request Header Fields Too Large",
-            "the request head is too large\n",
-        )
+    let early = match line_too_long {
+        true => Early::LineTooLong,
+        false => Early::HeadTooLarge,
     };
-    tracing::debug!(status, "refusing an oversized request head");
-    let reply = format!(
-        "HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\n\
-         content-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
+    tracing::debug!(status = %early.status(), "refusing an oversized request head");
+    let reply = early.to_wire();
     let bound = Duration::from_secs(2);
     let _ = tokio::time::timeout(bound, async {
         tcp.write_all(reply.as_bytes()).await?;

@@ -1,38 +1,24 @@
 //! The accept loop: HTTP/1.1 connections through hyper to the warp filters
 //! (or, for a connection that opens with a stream subscription, straight to
-//! `direct_sse`), each socket wrapped so that a peer that stops reading cannot
-//! hold it open for ever, and a graceful shutdown that ends streams and waits a
-//! bounded time.
+//! `direct_sse`), each socket wrapped (`connection.rs`) so that a peer that
+//! stops reading cannot hold it open for ever, and a graceful shutdown that
+//! ends streams and waits a bounded time.
 
 use std::future::Future;
-use std::io;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use bytes::BytesMut;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use prometheus::IntCounter;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
-use tokio::time::{Instant, Sleep};
 
 use super::admin::Access;
+use super::connection::Connection;
 use super::front::Front;
 use super::graceful::GracefulShutdown;
+use super::reply::Early;
 use super::{direct_sse, head};
 use crate::app::App;
-
-/// Sent, without reading anything, to a connection over `--max-connections`.
-const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
-content-type: text/plain; charset=utf-8\r\n\
-retry-after: 1\r\n\
-content-length: 36\r\n\
-connection: close\r\n\
-\r\n\
-the server has too many connections\n";
 
 /// Serves until `shutdown` resolves, then: stop accepting, end every stream,
 /// let in-flight requests finish, and give up on stragglers after the
@@ -52,7 +38,7 @@ pub async fn serve(
     let service = Front::new(
         app.clone(),
         access,
-        warp::service(super::routes(app.clone())),
+        warp::service(super::routes::routes(app.clone())),
     );
     // Taken out by shutdown; connections that finish their first head after
     // that are closed instead of served.
@@ -60,6 +46,8 @@ pub async fn serve(
     let (stop_tx, stop_rx) = watch::channel(false);
     let permits = Arc::new(Semaphore::new(app.settings.max_connections.max(1)));
     let mut shutdown = std::pin::pin!(shutdown);
+    // Sent, without reading anything, to a connection over `--max-connections`.
+    let too_many = Early::TooManyConnections.to_wire();
     loop {
         let (tcp, _peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -75,7 +63,7 @@ pub async fn serve(
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             // Best effort, never waiting: the point is to give the descriptor back.
-            let _ = tcp.try_write(TOO_MANY_CONNECTIONS);
+            let _ = tcp.try_write(too_many.as_bytes());
             tracing::warn!(
                 max = app.settings.max_connections,
                 "too many connections; refusing one"
@@ -145,109 +133,4 @@ pub async fn serve(
         }
     }
     Ok(())
-}
-
-/// A client connection as hyper sees it: the bytes the accept loop already
-/// read are put back in front, and writes fail once they have been blocked for
-/// `stall_limit`, so hyper closes the connection. Without that, a client that
-/// never reads would keep its socket, and its subscription, alive indefinitely.
-struct Connection {
-    prefix: BytesMut,
-    tcp: TcpStream,
-    stall_limit: Duration,
-    stalled: Option<Pin<Box<Sleep>>>,
-    /// Counts connections closed for a stall (once per connection).
-    stalls: Option<IntCounter>,
-}
-
-impl Connection {
-    fn new(prefix: BytesMut, tcp: TcpStream, stall_limit: Duration, stalls: IntCounter) -> Self {
-        Connection {
-            prefix,
-            tcp,
-            stall_limit,
-            stalled: None,
-            stalls: Some(stalls),
-        }
-    }
-
-    /// Called when the socket would block: start or check the stall clock.
-    fn poll_stall(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        let limit = self.stall_limit;
-        let timer = self
-            .stalled
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(Instant::now() + limit)));
-        ready!(timer.as_mut().poll(cx));
-        if let Some(stalls) = self.stalls.take() {
-            stalls.inc();
-        }
-        Poll::Ready(Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            format!("peer took no data for {limit:?}"),
-        )))
-    }
-
-    fn wrote(
-        &mut self,
-        result: Poll<io::Result<usize>>,
-        cx: &mut Context<'_>,
-    ) -> Poll<io::Result<usize>> {
-        match result {
-            Poll::Pending => self.poll_stall(cx),
-            done => {
-                self.stalled = None;
-                done
-            }
-        }
-    }
-}
-
-impl AsyncRead for Connection {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if self.prefix.is_empty() {
-            return Pin::new(&mut self.tcp).poll_read(cx, buf);
-        }
-        let n = self.prefix.len().min(buf.remaining());
-        buf.put_slice(&self.prefix.split_to(n));
-        if self.prefix.is_empty() {
-            self.prefix = BytesMut::new(); // give the memory back
-        }
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl AsyncWrite for Connection {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut self.tcp).poll_write(cx, buf);
-        self.wrote(result, cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs);
-        self.wrote(result, cx)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.tcp.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.tcp).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.tcp).poll_shutdown(cx)
-    }
 }

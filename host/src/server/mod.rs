@@ -1,16 +1,20 @@
 //! The HTTP side: warp filters that route every request either to the engine's
 //! own pages (`/_engine`) or, through the live route table, to a script.
 //!
-//! - `listener.rs` the accept loop, stalled-peer guard, graceful shutdown
+//! - `listener.rs` the accept loop, connection cap, graceful shutdown
+//! - `connection.rs` the stalled-peer guard on every client socket
 //! - `direct_sse.rs` subscriptions that open a connection, served without hyper
 //! - `head.rs`     the first request head: size cap, timeout, LF-only heads
 //! - `panic_guard.rs` a panic while answering becomes a logged 500
+//! - `routes.rs`   the warp filter tree: `/_engine` pages, then scripts
 //! - `dispatch.rs` a request to a script handler or a stream subscription
-//! - `subscribe.rs` what SSE and WebSocket subscriptions share: parse, open, refuse
+//! - `convert.rs`  HTTP ↔ WIT: the request a handler gets, the response it returns
+//! - `subscribe.rs` the one subscription path of SSE and WebSocket: parse, look up, open
 //! - `sse.rs`      the `text/event-stream` response of a subscription
 //! - `websocket.rs` WebSocket upgrades on stream paths, and each connection's loop
 //! - `graceful.rs` graceful shutdown of connections that may be upgraded
-//! - `browser.rs`  `/_engine` and `/_engine/routes`
+//! - `overview.rs` what `/_engine` shows, typed: scripts, routes, streams, cluster
+//! - `browser.rs`  `/_engine` and `/_engine/routes`, both from the overview
 //! - `operating.rs` `/_engine/metrics` and `/_engine/health/{live,ready}`
 //! - `front.rs`    around every request: its id and span, the `/_engine`
 //!   access policy, metrics and the access log
@@ -22,6 +26,8 @@
 
 pub mod admin;
 mod browser;
+mod connection;
+mod convert;
 mod direct_sse;
 mod dispatch;
 mod dts;
@@ -30,21 +36,21 @@ mod graceful;
 mod head;
 mod listener;
 mod operating;
-pub(crate) mod panic_guard;
+mod overview;
+mod panic_guard;
 mod reply;
 pub mod request_id;
+mod routes;
 mod sse;
 mod storage_admin;
 mod subscribe;
 mod websocket;
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::Result;
 use tokio::net::TcpListener;
-use warp::Filter;
 
 use crate::app::App;
 
@@ -67,38 +73,4 @@ pub async fn run(
     });
     let shutdown = app.health.then_drain(shutdown, app.settings.shutdown_drain);
     listener::serve(listener, app, access, shutdown).await
-}
-
-fn with_app(app: Arc<App>) -> impl Filter<Extract = (Arc<App>,), Error = Infallible> + Clone {
-    warp::any().map(move || app.clone())
-}
-
-pub fn routes(
-    app: Arc<App>,
-) -> impl Filter<Extract = (impl warp::Reply,), Error = Infallible> + Clone + Send + Sync + 'static
-{
-    let browser = browser::routes(with_app(app.clone()))
-        .or(operating::routes(with_app(app.clone())))
-        .unify()
-        .or(dts::route())
-        .unify()
-        .or(storage_admin::routes(with_app(app.clone())))
-        .unify();
-    let scripts = warp::method()
-        .and(warp::path::full())
-        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
-        .and(warp::header::headers_cloned())
-        .and(warp::body::stream())
-        .and(with_app(app))
-        .and(warp::ext::optional::<hyper::upgrade::OnUpgrade>())
-        .then(|method, path, query, headers, body, app, on_upgrade| {
-            panic_guard::catch(dispatch::handle(
-                method, path, query, headers, body, app, on_upgrade,
-            ))
-        });
-    browser
-        .or(scripts)
-        .unify()
-        .recover(reply::rejection)
-        .unify()
 }

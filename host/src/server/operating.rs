@@ -9,7 +9,7 @@ use warp::http::{header, HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::Filter;
 
-use super::reply;
+use super::reply::{self, Failure};
 use crate::app::App;
 use crate::metrics::{self, Snapshot};
 
@@ -37,10 +37,7 @@ pub fn routes(
         .map(
             |app: Arc<App>| match app.health.state().not_ready_reason() {
                 None => reply::json(StatusCode::OK, &json!({ "ready": true })),
-                Some(reason) => reply::json(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    &json!({ "ready": false, "reason": reason }),
-                ),
+                Some(reason) => Failure::NotReady(reason).into(),
             },
         );
     metrics.or(live).unify().or(ready).unify()

@@ -5,15 +5,14 @@
 //! state lives behind locks that are taken with `PoisonError::into_inner`, and
 //! the route table is swapped whole.
 
-use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 
 use futures_util::FutureExt;
-use warp::http::StatusCode;
 use warp::reply::Response;
 
-use super::reply;
+use super::reply::Failure;
+use crate::panics::panic_message;
 
 /// Runs `answer`; a panic inside it becomes a 500.
 pub async fn catch(answer: impl Future<Output = Response>) -> Response {
@@ -24,23 +23,16 @@ pub async fn catch(answer: impl Future<Output = Response>) -> Response {
                 panic = %panic_message(panic.as_ref()),
                 "internal error while answering a request"
             );
-            reply::text(StatusCode::INTERNAL_SERVER_ERROR, "internal server error\n")
+            Failure::Panicked.into()
         }
     }
 }
 
-/// The text a panic was raised with, when it has one.
-pub fn panic_message(panic: &(dyn Any + Send)) -> &str {
-    panic
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("(no message)")
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::reply;
     use super::*;
+    use warp::http::StatusCode;
 
     #[tokio::test]
     async fn a_panic_while_answering_is_a_500() {

@@ -11,7 +11,7 @@ use warp::http::{header, HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::Filter;
 
-use super::reply;
+use super::reply::{self, Failure};
 use crate::app::App;
 use crate::storage::backup;
 
@@ -25,8 +25,8 @@ pub fn routes(
         .then(
             |name: String, auth: Option<String>, app: Arc<App>| async move {
                 let name = decode(&name);
-                if let Err(res) = check(&app, auth.as_deref()) {
-                    return *res;
+                if let Err(refused) = check(&app, auth.as_deref()) {
+                    return refused.into();
                 }
                 let storage = app.storage.clone();
                 let dumped = tokio::task::spawn_blocking(move || storage.dump(&name)).await;
@@ -39,8 +39,8 @@ pub fn routes(
                         );
                         res
                     }
-                    Ok(Err(e)) => failed(e),
-                    Err(e) => failed(e.into()),
+                    Ok(Err(e)) => Failure::StorageFailed(e).into(),
+                    Err(e) => Failure::StorageFailed(e.into()).into(),
                 }
             },
         );
@@ -53,15 +53,15 @@ pub fn routes(
         .then(
             |name: String, auth: Option<String>, body: Bytes, app: Arc<App>| async move {
                 let name = decode(&name);
-                if let Err(res) = check(&app, auth.as_deref()) {
-                    return *res;
+                if let Err(refused) = check(&app, auth.as_deref()) {
+                    return refused.into();
                 }
                 let Ok(text) = std::str::from_utf8(&body) else {
-                    return reply::text(StatusCode::BAD_REQUEST, "the body is not UTF-8\n");
+                    return Failure::BackupNotUtf8.into();
                 };
                 let pairs = match backup::from_lines(text, app.storage.limits()) {
                     Ok(pairs) => pairs,
-                    Err(e) => return reply::text(StatusCode::BAD_REQUEST, format!("{e:#}\n")),
+                    Err(e) => return Failure::BackupUnreadable(e).into(),
                 };
                 let count = pairs.len();
                 let storage = app.storage.clone();
@@ -69,8 +69,8 @@ pub fn routes(
                     tokio::task::spawn_blocking(move || storage.restore(&name, pairs)).await;
                 match restored {
                     Ok(Ok(())) => reply::text(StatusCode::OK, format!("restored {count} keys\n")),
-                    Ok(Err(e)) => failed(e),
-                    Err(e) => failed(e.into()),
+                    Ok(Err(e)) => Failure::StorageFailed(e).into(),
+                    Err(e) => Failure::StorageFailed(e.into()).into(),
                 }
             },
         );
@@ -84,24 +84,10 @@ fn decode(name: &str) -> String {
         .unwrap_or_default()
 }
 
-fn check(app: &App, auth: Option<&str>) -> Result<(), Box<Response>> {
+fn check(app: &App, auth: Option<&str>) -> Result<(), Failure> {
     match &app.storage.admin {
         Some(admin) if admin.authorised(auth) => Ok(()),
-        Some(_) => Err(Box::new(reply::text(
-            StatusCode::UNAUTHORIZED,
-            "a token from the data dir's server.json is needed\n",
-        ))),
-        None => Err(Box::new(reply::text(
-            StatusCode::NOT_FOUND,
-            "this server keeps storage in memory (no --data-dir)\n",
-        ))),
+        Some(_) => Err(Failure::StorageTokenNeeded),
+        None => Err(Failure::StorageInMemory),
     }
-}
-
-fn failed(e: anyhow::Error) -> Response {
-    tracing::error!("storage dump/restore failed: {e:#}");
-    reply::text(
-        StatusCode::SERVICE_UNAVAILABLE,
-        format!("storage failed: {e:#}\n"),
-    )
 }

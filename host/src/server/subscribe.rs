@@ -1,15 +1,64 @@
-//! The one subscription path that SSE and WebSocket share: read what a
-//! subscriber asks for (its query as filter parameters, where to resume),
-//! open it on the hub (caps, replay, lag), and the answer when the hub refuses.
+//! The one subscription path that SSE (through hyper or straight on the
+//! socket) and WebSocket share: which requests are subscriptions, what a
+//! subscriber asks for (its query as filter parameters, where to resume), the
+//! stream it names, opening it on the hub (caps, replay, lag), and an SSE
+//! subscription's bytes: its head, preamble, frames and keep-alives. (The
+//! stalled-peer guard is the socket's, `connection.rs`, for every transport.)
 
+use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
-use futures_util::Stream;
-use warp::http::{header, HeaderMap, HeaderValue, StatusCode};
-use warp::reply::Response;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use tokio::time::Instant;
+use warp::http::{header, HeaderMap};
 
-use super::reply;
+use crate::registry::{RouteTable, StreamRoute};
 use crate::streams::{Frame, Hub, Lagged, Params, SubscribeError, Transport};
+
+/// Sent first on every SSE connection: how long EventSource waits before reconnecting.
+pub const PREAMBLE: &[u8] = b"retry: 2000\n\n";
+/// Sent on an SSE stream idle for the keep-alive interval.
+pub const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
+/// The headers of every SSE response.
+pub const SSE_HEADERS: [(&str, &str); 3] = [
+    ("content-type", "text/event-stream"),
+    ("cache-control", "no-cache"),
+    ("x-accel-buffering", "no"),
+];
+
+/// Does this `Accept` header value ask for an event stream?
+pub fn accepts_event_stream(accept: &str) -> bool {
+    accept.to_ascii_lowercase().contains("text/event-stream")
+}
+
+/// Does a request with these headers ask for an event stream?
+pub fn wants_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(accepts_event_stream)
+}
+
+/// A subscription's SSE frames, and `KEEP_ALIVE` whenever none came for
+/// `every`. One timer per subscriber, pushed back with each frame: a later
+/// deadline is a lock-free update in tokio, where a fresh `timeout` per frame
+/// took the timer wheel's lock twice per subscriber per message.
+pub fn sse_frames(
+    frames: impl Stream<Item = Result<Arc<Frame>, Lagged>>,
+    every: Duration,
+) -> impl Stream<Item = Bytes> {
+    let idle = tokio::time::interval_at(Instant::now() + every, every);
+    tokio_stream::StreamExt::timeout_repeating(crate::streams::sse_bytes(frames), idle)
+        .map(|item| item.unwrap_or_else(|_idle| Bytes::from_static(KEEP_ALIVE)))
+}
+
+/// The stream registered at `path` (as requested), if any.
+pub fn stream_at<'t>(table: &'t RouteTable, path: &'t str) -> Option<&'t StreamRoute> {
+    table.lookup(path)?.entry.stream.as_ref()
+}
 
 /// The query parameter that resumes a subscription, for clients that cannot
 /// send a `Last-Event-ID` header (a browser's WebSocket).
@@ -35,17 +84,15 @@ impl Subscribe {
     ///
     /// The query's parameters are kept for the whole connection (filters match
     /// against them), so they are bounded: at most `MAX_QUERY_BYTES` of query
-    /// and `MAX_QUERY_PARAMS` pairs, else `Err` with the reason (answered 414).
+    /// and `MAX_QUERY_PARAMS` pairs, else `Err(QueryTooLong)` (answered 414).
     /// Without this, a query of 30 KB of `&` cost a subscriber ~1 MiB.
-    pub fn new(path: &str, query: &str, last_event_id: Option<&str>) -> Result<Subscribe, String> {
-        let too_long = || {
-            format!(
-                "a stream subscription's query may hold at most {MAX_QUERY_BYTES} bytes \
-                 and {MAX_QUERY_PARAMS} parameters\n"
-            )
-        };
+    pub fn new(
+        path: &str,
+        query: &str,
+        last_event_id: Option<&str>,
+    ) -> Result<Subscribe, QueryTooLong> {
         if query.len() > MAX_QUERY_BYTES {
-            return Err(too_long());
+            return Err(QueryTooLong);
         }
         let mut from_query = None;
         let mut params = Params::new();
@@ -58,7 +105,7 @@ impl Subscribe {
                 continue; // "a&&b": nothing to keep
             }
             if params.len() == MAX_QUERY_PARAMS {
-                return Err(too_long());
+                return Err(QueryTooLong);
             }
             params.push((key.into_owned(), value.into_owned()));
         }
@@ -73,12 +120,16 @@ impl Subscribe {
     }
 
     /// The same, taking `Last-Event-ID` from request headers.
-    pub fn from_headers(path: &str, query: &str, headers: &HeaderMap) -> Result<Subscribe, String> {
+    pub fn from_headers(
+        path: &str,
+        query: &str,
+        headers: &HeaderMap,
+    ) -> Result<Subscribe, QueryTooLong> {
         let header = headers.get("last-event-id").and_then(|v| v.to_str().ok());
         Subscribe::new(path, query, header)
     }
 
-    /// Opens the subscription (`refusal` answers an error).
+    /// Opens the subscription (`Failure::Subscribe` answers a refusal).
     pub fn open(
         self,
         hub: &Hub,
@@ -89,22 +140,17 @@ impl Subscribe {
     }
 }
 
-/// The response when the hub refuses a subscriber.
-pub fn refusal(path: &str, error: SubscribeError) -> Response {
-    match error {
-        SubscribeError::NoStream => {
-            reply::text(StatusCode::NOT_FOUND, format!("no stream at {path}\n"))
-        }
-        SubscribeError::TooMany(why) => {
-            tracing::warn!(stream = %path, "refusing a subscriber: {why}");
-            let mut res = reply::text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("{why}; retry later\n"),
-            );
-            res.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-            res
-        }
+/// A subscription's query over `MAX_QUERY_BYTES` or `MAX_QUERY_PARAMS` (answered 414).
+#[derive(Debug)]
+pub struct QueryTooLong;
+
+impl fmt::Display for QueryTooLong {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "a stream subscription's query may hold at most {MAX_QUERY_BYTES} bytes \
+             and {MAX_QUERY_PARAMS} parameters"
+        )
     }
 }
 

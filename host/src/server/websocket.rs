@@ -28,8 +28,8 @@ use tokio_tungstenite::WebSocketStream;
 use warp::http::{header, HeaderMap, HeaderValue, StatusCode};
 use warp::reply::Response;
 
-use super::reply;
-use super::subscribe::Subscribe;
+use super::reply::Failure;
+use super::subscribe::{self, Subscribe};
 use crate::app::App;
 use crate::bindings::{WsClient, WsEvent};
 use crate::registry::StreamRoute;
@@ -62,28 +62,25 @@ pub fn upgrade(
         .get(header::SEC_WEBSOCKET_VERSION)
         .is_some_and(|v| v.as_bytes() == b"13");
     if !version_ok {
-        return reply::websocket_refused(
-            StatusCode::UPGRADE_REQUIRED,
-            "only WebSocket version 13 is spoken here",
-        );
+        return Failure::WebSocketVersion.into();
     }
     let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
-        return reply::websocket_refused(StatusCode::BAD_REQUEST, "Sec-WebSocket-Key is missing");
+        return Failure::WebSocketKeyMissing.into();
     };
     let Some(on_upgrade) = on_upgrade else {
-        return reply::websocket_refused(
-            StatusCode::BAD_REQUEST,
-            "this connection cannot be upgraded",
-        );
+        return Failure::NotUpgradable.into();
     };
     let subscription = match Subscribe::new(&stream.path, query, None) {
         Ok(subscription) => subscription,
-        Err(why) => return reply::websocket_refused(StatusCode::URI_TOO_LONG, why.trim_end()),
+        Err(too_long) => return Failure::from(too_long).into(),
     };
     let params = subscription.params.clone();
     let frames = match subscription.open(&app.hub, Transport::WebSocket) {
         Ok(frames) => frames,
-        Err(e) => return super::subscribe::refusal(&stream.path, e),
+        Err(error) => {
+            let path = stream.path.clone();
+            return Failure::Subscribe { path, error }.into();
+        }
     };
     let client = app
         .services
@@ -263,10 +260,7 @@ impl Connection {
     /// replaced the one it connected to), if it has a handler for it.
     fn to_script(&self, event: WsEvent) {
         let table = self.app.table.load();
-        let Some(stream) = table
-            .lookup(&self.record.path)
-            .and_then(|found| found.entry.stream.as_ref())
-        else {
+        let Some(stream) = subscribe::stream_at(&table, &self.record.path) else {
             return;
         };
         let script = &stream.script;

@@ -459,8 +459,7 @@ async fn request_ids_are_kept_or_made_echoed_and_seen_by_the_handler() {
 
 #[tokio::test]
 async fn health_is_live_and_ready_once_loaded() {
-    let server =
-        ops_with(|s| s.admin_token = aiwebengine::server::admin::AdminToken::new("t")).await;
+    let server = ops_with(|s| s.admin_token = aiwebengine::admin_token::AdminToken::new("t")).await;
     let res = server.get("/_engine/health/live").await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.json_value().await, serde_json::json!({ "live": true }));
@@ -472,7 +471,7 @@ async fn health_is_live_and_ready_once_loaded() {
 #[tokio::test]
 async fn an_admin_token_guards_every_engine_path_but_health() {
     let server =
-        ops_with(|s| s.admin_token = aiwebengine::server::admin::AdminToken::new("s3cret")).await;
+        ops_with(|s| s.admin_token = aiwebengine::admin_token::AdminToken::new("s3cret")).await;
     let get = |path: &'static str, token: Option<&'static str>| {
         let mut req = server.client.get(server.url(path));
         if let Some(token) = token {
@@ -511,7 +510,7 @@ async fn on_all_interfaces(token: Option<&str>) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join(SCRIPT), fixture("operating.js")).unwrap();
     let mut settings = common::settings(dir.path());
-    settings.admin_token = token.and_then(aiwebengine::server::admin::AdminToken::new);
+    settings.admin_token = token.and_then(aiwebengine::admin_token::AdminToken::new);
     let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
     let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
     let engine = aiwebengine::start(listener, settings).await.unwrap();
