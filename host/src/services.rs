@@ -41,9 +41,9 @@ impl Services {
 /// The services one script version's instances use.
 #[derive(Clone)]
 pub struct ScriptServices {
-    pub hub: Arc<Hub>,
-    pub clients: Arc<Clients>,
-    pub fetch: ScriptFetch,
-    pub storage: Arc<Storage>,
-    pub metrics: ScriptMetrics,
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) clients: Arc<Clients>,
+    pub(crate) fetch: ScriptFetch,
+    pub(crate) storage: Arc<Storage>,
+    pub(crate) metrics: ScriptMetrics,
 }

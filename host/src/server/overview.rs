@@ -50,13 +50,19 @@ pub struct ScriptEntry {
     pub error: Option<LoadFailure>,
     /// When the serving version was loaded (RFC 3339).
     pub loaded_at: Option<String>,
+    /// The file name, e.g. `chat.js`.
     pub name: String,
+    /// The HTTP routes its serving version registered.
     pub routes: Vec<RouteView>,
     /// Whether some version serves (an older one, after a failed load).
     pub serving: bool,
+    /// `ok`, `error` (its newest version failed to load) or `conflict` (it lost a route or stream).
     pub status: &'static str,
+    /// What it keeps in storage.
     pub storage: StorageView,
+    /// The streams its serving version registered, with subscriber counts.
     pub streams: Vec<StreamView>,
+    /// Counts successful loads: 1 for the first, 2 after an edit...
     pub version: u64,
 }
 
