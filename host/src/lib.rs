@@ -2,37 +2,69 @@
 //! routes and Server-Sent-Event streams — each inside its own WebAssembly sandbox.
 //!
 //! # Layout
-//! - `admin_token` the `/_engine` admin token, a setting that never shows in logs
-//! - `accepted`   a turn's cluster-published messages: its answers wait until Redis took them
-//! - `cli`        the command line
-//! - `cluster`    cluster mode over Redis: the link, cluster-wide streams, node heartbeats
-//! - `app`        shared state: settings, scripts by file name, the live route table
+//! Scripts, from a file to a running sandbox:
 //! - `settings`   the knobs `serve` takes, with their defaults
+//! - `app`        shared state: settings, services, scripts by file name, the live route table
 //! - `reload`     the reload policy: what a look at the folder loads, replaces, removes
-//! - `fd_limit`   `--max-connections` sized from the file-descriptor limit
-//! - `wasm`       wasmtime: engine config, epoch ticker, the compiled guest (cached)
-//! - `bindings`   the one `bindgen!` of `wit/aiwebengine.wit`
-//! - `services`   what a script version is given (hub, WebSocket clients, fetch, storage, metrics), as one value
-//! - `storage`    durable per-script storage: turns, overlay, redb backend, dump/restore
-//! - `limits`     fuel, deadline and memory cap per call; naming what tripped
-//! - `metrics`    Prometheus metrics: names, labels, one-line helpers, exposition
-//! - `health`     loading / ready / shutting down, and the shutdown drain
-//! - `panics`     the message of a caught panic, for its log line
-//! - `logging`    text or JSON log lines (`--log-format`)
-//! - `script`     a loaded script version: its instance, actor thread, registrations, WIT imports
-//! - `route_path` `/users/:id/*rest` → router patterns
-//! - `registry`   the route table built from loaded scripts (conflicts, lookups)
-//! - `streams`    the stream hub: per-stream broadcast, SSE and WebSocket frames encoded once
-//! - `script_files` reading script files off the async workers: size cap, unchanged-file skip, no symlinks out
-//! - `fetch`      outbound `fetch`: allow-list, checked DNS, redirects, caps
-//! - `ws_clients` live WebSocket connections by client id, for `client.send`
 //! - `watcher`    hot reload: folder events → `reload::reconcile`
-//! - `server`     warp: dispatch to scripts, SSE responses, route browser, errors
-//! - `script_view` a script as `/_engine`, metrics and `check` show it: status, routes, streams
+//! - `script_files` reading script files off the async workers: size cap, unchanged-file skip, no symlinks out
 //! - `script_names` which files are scripts (`*.js`, `*.ts`), `.js`/`.ts` twins
 //! - `typescript` strips types from `*.ts` scripts, keeping lines and columns
+//! - `script`     a loaded script version: its instance, actor thread, registrations, WIT imports
+//! - `wasm`       wasmtime: engine config, epoch ticker, the compiled guest (cached); no script types
+//! - `bindings`   the one `bindgen!` of `wit/aiwebengine.wit`
+//! - `limits`     fuel, deadline and memory cap per call; naming what tripped
+//! - `services`   what a script version is given (hub, WebSocket clients, fetch, storage, metrics), as one value
+//! - `registry`   the route table built from loaded scripts (conflicts, lookups)
+//! - `route_path` `/users/:id/*rest` → router patterns
+//!
+//! What scripts reach:
+//! - `streams`    the stream hub: per-stream broadcast, SSE and WebSocket frames encoded once
+//! - `ws_clients` live WebSocket connections by client id, for `client.send`
+//! - `storage`    durable per-script storage: turns, overlay, redb or Redis backend, dump/restore
+//! - `fetch`      outbound `fetch`: allow-list, checked DNS, redirects, caps
+//! - `cluster`    cluster mode over Redis: the link, cluster-wide streams, node heartbeats
+//! - `accepted`   a turn's cluster-published messages: its answers wait until Redis took them
+//!
+//! Serving and operating:
+//! - `server`     warp: the accept loop, dispatch to scripts, SSE and WebSocket, `/_engine`, statuses
+//! - `health`     loading / ready / shutting down, and the shutdown drain
+//! - `admin_token` the `/_engine` admin token, a setting that never shows in logs
+//! - `metrics`    Prometheus metrics: names, labels, one-line helpers, exposition
+//! - `logging`    text or JSON log lines (`--log-format`)
+//! - `panics`     the message of a caught panic, for its log line
+//! - `fd_limit`   `--max-connections` sized from the file-descriptor limit
+//! - `script_view` a script as `/_engine`, metrics and `check` show it: status, routes, streams
+//! - `cli`        the command line
 //! - `check`      `aiwebengine check`: load scripts without serving, report, exit 0/1
 //! - `route_list` `aiwebengine routes`: the route table as text or JSON
+//!
+//! # The path of a request
+//! `server::listener` accepts the connection (`server::connection` guards its
+//! writes; `server::head` reads the first head, and a first request that
+//! subscribes goes to `server::direct_sse`). `server::routes` and
+//! `server::front` give it an id, the `/_engine` policy and an access-log
+//! line; `server::dispatch` looks its path up in the live
+//! `registry::RouteTable` and `server::convert` makes the WIT request.
+//! `script::LoadedScript` queues it as a `Job` to the script's thread
+//! (`script::actor`), which calls the guest in its `script::instance` under
+//! `limits`; the guest reaches the host through `script::imports`. When the
+//! turn ends its storage writes commit (`storage`) and its cluster sends are
+//! accepted (`accepted`), then the answer returns on a oneshot and
+//! `server::convert` makes the HTTP response; a failure's status and body come
+//! from `server::reply`.
+//!
+//! # The path of a stream message
+//! `sendStreamMessage` → `script::imports::host` → `streams::Hub::send`: the
+//! message is numbered, encoded once (`streams::frame`: SSE bytes beside the
+//! JSON), kept for replay (`streams::replay`) and queued to the fan-out thread
+//! (`streams::fan_out`), which wakes every subscription (`streams::subscription`)
+//! whose filter matches (`streams::filter`). Each connection writes the frame:
+//! `server::sse` or `server::direct_sse` for SSE, `server::websocket` for
+//! WebSocket. In cluster mode the hub hands the message to its
+//! `streams::Publisher` (`cluster::publish`, into Redis) and each node's
+//! `cluster::subscribe` delivers it back into its hub (`streams::cluster`), in
+//! id order.
 //!
 //! No panic is reachable from a request, a script or a file: slicing and
 //! indexing are denied below (use `get`, `split_once`, iterators), shared locks
@@ -82,18 +114,18 @@ pub use app::App;
 pub use settings::Settings;
 
 /// A running engine: the app, and the watch that keeps hot reload going.
-pub struct Engine {
+pub struct Running {
     pub app: Arc<App>,
     _watch: Option<watcher::Watch>,
 }
 
 /// Loads the scripts of `settings` and starts watching them (unless turned off).
-pub async fn load(settings: Settings) -> Result<Engine> {
+pub async fn load(settings: Settings) -> Result<Running> {
     load_app(App::new(settings)?).await
 }
 
 /// Watches and loads `app`'s scripts; the app is ready once they are loaded.
-async fn load_app(app: Arc<App>) -> Result<Engine> {
+async fn load_app(app: Arc<App>) -> Result<Running> {
     // Watch first, so that no change made while loading goes unseen.
     let watch = match app.settings.watch {
         true => Some(watcher::start(app.clone())?),
@@ -101,7 +133,7 @@ async fn load_app(app: Arc<App>) -> Result<Engine> {
     };
     reload::load_all(&app).await?;
     app.health.set_ready();
-    Ok(Engine { app, _watch: watch })
+    Ok(Running { app, _watch: watch })
 }
 
 /// Serves on `listener` until `shutdown`, loading the scripts of `settings`
@@ -116,13 +148,13 @@ pub async fn run(
     let app = App::new(settings)?;
     app.advertise(listener.local_addr()?);
     let server = tokio::spawn(server::run(listener, app.clone(), shutdown));
-    let _engine = load_app(app).await?;
+    let _running = load_app(app).await?;
     server.await.context("the server task failed")?
 }
 
 /// Starts an engine on `listener` in the background, for tests and benchmarks.
-/// The server task lives as long as the tokio runtime; the watch as long as the `Engine`.
-pub async fn start(listener: TcpListener, settings: Settings) -> Result<Engine> {
+/// The server task lives as long as the tokio runtime; the watch as long as the `Running`.
+pub async fn start(listener: TcpListener, settings: Settings) -> Result<Running> {
     let engine = load(settings).await?;
     engine.app.advertise(listener.local_addr()?);
     tokio::spawn(server::run(

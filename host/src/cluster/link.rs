@@ -91,13 +91,13 @@ impl Link {
             }
             (true, false) => {
                 *warned = Some(std::time::Instant::now());
-                tracing::warn!(redis = %self.display, "lost Redis: {}; retrying", describe(result))
+                tracing::warn!(redis = %self.display, "lost Redis: {}; retrying", result_text(result))
             }
             // Still unreachable (from the start, or since it was lost): say so
             // now and then, so a node that never connected is not silent.
             (false, false) if warned.is_none_or(|at| at.elapsed() >= WARN_EVERY) => {
                 *warned = Some(std::time::Instant::now());
-                tracing::warn!(redis = %self.display, "Redis is unreachable: {}; serving, and retrying", describe(result))
+                tracing::warn!(redis = %self.display, "Redis is unreachable: {}; serving, and retrying", result_text(result))
             }
             _ => {}
         }
@@ -121,7 +121,7 @@ impl Link {
     }
 }
 
-fn describe<T>(result: &redis::RedisResult<T>) -> String {
+fn result_text<T>(result: &redis::RedisResult<T>) -> String {
     match result {
         Ok(_) => "ok".into(),
         Err(e) => e.to_string(),

@@ -110,7 +110,7 @@ impl Client {
             if !req.body.is_empty() {
                 builder = builder.body(req.body.clone());
             }
-            let res = builder.send().await.map_err(|e| describe(&e))?;
+            let res = builder.send().await.map_err(|e| fetch_failure(&e))?;
             match redirect_target(&req.url, &res) {
                 Some(next) if hop < MAX_REDIRECTS => req.redirect(res.status(), next),
                 Some(_) => return Err(format!("too many redirects (more than {MAX_REDIRECTS})")),
@@ -149,7 +149,7 @@ impl Client {
             })
             .collect();
         let mut body = Vec::new();
-        while let Some(chunk) = res.chunk().await.map_err(|e| describe(&e))? {
+        while let Some(chunk) = res.chunk().await.map_err(|e| fetch_failure(&e))? {
             if body.len() + chunk.len() > self.max_bytes {
                 return Err(too_large(String::new()));
             }
@@ -221,7 +221,7 @@ fn redirect_target(base: &Url, res: &reqwest::Response) -> Option<Url> {
 }
 
 /// A reqwest error as one line, naming a refusal by the resolver as such.
-fn describe(e: &reqwest::Error) -> String {
+fn fetch_failure(e: &reqwest::Error) -> String {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     let mut parts: Vec<String> = Vec::new();
     while let Some(err) = source {

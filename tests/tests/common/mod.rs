@@ -14,7 +14,7 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 pub struct TestServer {
     pub base: String,
     pub dir: tempfile::TempDir,
-    pub engine: aiwebengine::Engine,
+    pub engine: aiwebengine::Running,
     pub client: reqwest::Client,
 }
 
