@@ -11,7 +11,8 @@
 //! - `script_names` which files are scripts (`*.js`, `*.ts`), `.js`/`.ts` twins
 //! - `typescript` strips types from `*.ts` scripts, keeping lines and columns
 //! - `script`     a loaded script version: its instance, actor thread, registrations, WIT imports
-//! - `wasm`       wasmtime: engine config, epoch ticker, the compiled guest (cached); no script types
+//! - `wasm`       wasmtime: engine, epoch ticker, the compiled guest (built in, else cached); no script types
+//! - `wasm_config` the wasmtime `Config`, shared with `build.rs` (which precompiles the guest)
 //! - `bindings`   the one `bindgen!` of `wit/aiwebengine.wit`
 //! - `limits`     fuel, deadline and memory cap per call; naming what tripped
 //! - `services`   what a script version is given (hub, WebSocket clients, fetch, storage, metrics), as one value
@@ -101,6 +102,7 @@ pub mod storage;
 pub mod streams;
 pub mod typescript;
 pub mod wasm;
+mod wasm_config;
 pub mod watcher;
 pub mod ws_clients;
 

@@ -1,7 +1,8 @@
 //! The one place that narrows wasmtime's flexibility: the `Engine` and its
 //! configuration (fuel, epoch interruption and its ticker thread), and the
-//! guest component, compiled once per process and cached on disk. It knows no
-//! script types: what a script may import is linked in `script/linker.rs`.
+//! guest component: built in (compiled by `build.rs` for the default limits),
+//! else compiled once per process and cached on disk. It knows no script
+//! types: what a script may import is linked in `script/linker.rs`.
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -10,12 +11,17 @@ use anyhow::Result;
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::error::Context as _;
-use wasmtime::{Config, Engine};
+use wasmtime::Engine;
 
 use crate::limits::{Limits, EPOCH_TICK};
+use crate::wasm_config::config;
 
 /// The guest runtime, built by `make guest` from `guest-runtime/`.
 pub static GUEST_WASM: &[u8] = include_bytes!("../guest/aiwebengine_guest.wasm");
+
+/// The guest compiled to native code by `build.rs` for fuel and epochs on
+/// (the default limits) on the build machine; empty in a cross build.
+static BUILT_IN: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/guest.cwasm"));
 
 /// The configured engine and the compiled guest; cheap to clone.
 #[derive(Clone)]
@@ -24,19 +30,6 @@ pub struct WasmRuntime {
     pub component: Component,
     /// The limits the engine was configured for (fuel and epochs on or off).
     pub limits: Limits,
-}
-
-fn config(fuel: bool, epochs: bool) -> Config {
-    let mut config = Config::new();
-    config.wasm_component_model(true);
-    config.cranelift_opt_level(wasmtime::OptLevel::Speed);
-    config.consume_fuel(fuel);
-    config.epoch_interruption(epochs);
-    // For `perf`: name JIT-compiled guest functions in /tmp/perf-PID.map.
-    if std::env::var_os("AIWEBENGINE_PERFMAP").is_some() {
-        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
-    }
-    config
 }
 
 /// Advances the engine's epoch every `EPOCH_TICK` until the engine is dropped;
@@ -65,7 +58,10 @@ impl WasmRuntime {
         if epochs {
             start_epoch_ticker(&engine);
         }
-        let component = load_component(&engine, GUEST_WASM, cache_dir)?;
+        let component = match built_in(&engine, limits.fuel > 0 && epochs) {
+            Some(component) => component,
+            None => load_component(&engine, GUEST_WASM, cache_dir)?,
+        };
         Ok(WasmRuntime {
             engine,
             component,
@@ -80,6 +76,27 @@ pub fn default_cache_dir() -> Option<PathBuf> {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
     Some(base.join("aiwebengine"))
+}
+
+/// The built-in compiled guest, if it was made for this configuration and
+/// this machine: wasmtime checks the engine's flags and CPU features in its
+/// header and refuses a mismatch, and then the guest is compiled as before.
+fn built_in(engine: &Engine, default_limits: bool) -> Option<Component> {
+    if !default_limits || BUILT_IN.is_empty() || std::env::var_os("AIWEBENGINE_PERFMAP").is_some() {
+        return None;
+    }
+    // SAFETY: the bytes are `precompile_component`'s output for this very
+    // guest, made by build.rs with this very wasmtime and configuration, and
+    // embedded in the binary; wasmtime also validates their header.
+    match unsafe { Component::deserialize(engine, BUILT_IN) } {
+        Ok(component) => Some(component),
+        Err(e) => {
+            tracing::info!(
+                "the built-in compiled guest does not fit this machine ({e:#}); compiling it"
+            );
+            None
+        }
+    }
 }
 
 fn load_component(engine: &Engine, wasm: &[u8], cache_dir: Option<&Path>) -> Result<Component> {

@@ -383,14 +383,54 @@ fn cached_guests(dir: &Path) -> Vec<String> {
 }
 
 #[test]
+fn default_limits_start_from_the_built_in_compiled_guest() {
+    let scripts = common::scripts(&[("feed.js", FEED)]);
+    let cache = tempfile::tempdir().unwrap();
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--scripts",
+        scripts.path().to_str().unwrap(),
+        "--cache-dir",
+        cache.path().to_str().unwrap(),
+    ];
+    // Fuel and deadlines on (the defaults): build.rs compiled the guest for
+    // them, so the server neither compiles nor caches it.
+    let server = Server::start(&args, &[]);
+    assert!(server.request("GET", "/page").ends_with("\r\n\r\np"));
+    assert!(
+        !server.log_text().contains("compiled the guest"),
+        "{}",
+        server.log_text()
+    );
+    drop(server);
+    assert!(cached_guests(cache.path()).is_empty());
+
+    // Other limits need other native code: compiled at start, then cached.
+    let server = Server::start(&[&args[..], &["--fuel", "0"]].concat(), &[]);
+    assert!(server.request("GET", "/page").ends_with("\r\n\r\np"));
+    assert!(
+        server.log_text().contains("compiled the guest"),
+        "{}",
+        server.log_text()
+    );
+    drop(server);
+    assert_eq!(cached_guests(cache.path()).len(), 1);
+}
+
+#[test]
 fn the_guest_cache_follows_cache_dir_no_cache_and_xdg_cache_home() {
     let scripts = common::scripts(&[("feed.js", FEED)]);
-    // The first two servers: this folder on a free port, then their cache flags.
+    // The first two servers: this folder on a free port, then their cache
+    // flags. Without fuel, so the guest is compiled at start (the default
+    // limits use the built-in compiled guest, which needs no cache).
     let serve = [
         "--listen",
         "127.0.0.1:0",
         "--scripts",
         scripts.path().to_str().unwrap(),
+        "--fuel",
+        "0",
     ];
 
     // --cache-dir: compiled once, written there.
@@ -411,9 +451,9 @@ fn the_guest_cache_follows_cache_dir_no_cache_and_xdg_cache_home() {
     drop(server);
     assert_eq!(std::fs::read_dir(xdg.path()).unwrap().count(), 0);
 
-    // No flags: $XDG_CACHE_HOME/aiwebengine; the folder and address from the environment.
+    // No cache flag: $XDG_CACHE_HOME/aiwebengine; the folder and address from the environment.
     let server = Server::start(
-        &[],
+        &["--fuel", "0"],
         &[
             ("XDG_CACHE_HOME", xdg.path()),
             ("AIWEBENGINE_SCRIPTS", scripts.path()),
