@@ -81,8 +81,4 @@ impl Clients {
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
     }
-
-    pub fn count(&self) -> usize {
-        self.live.lock().unwrap().len()
-    }
 }

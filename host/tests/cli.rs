@@ -383,20 +383,21 @@ fn cached_guests(dir: &Path) -> Vec<String> {
 }
 
 #[test]
-fn default_limits_start_from_the_built_in_compiled_guest() {
+fn the_guest_is_built_in_for_default_limits_else_cached_per_cache_dir_no_cache_xdg() {
     let scripts = common::scripts(&[("feed.js", FEED)]);
-    let cache = tempfile::tempdir().unwrap();
-    let args = [
+    // This folder on a free port.
+    let serve = [
         "--listen",
         "127.0.0.1:0",
         "--scripts",
         scripts.path().to_str().unwrap(),
-        "--cache-dir",
-        cache.path().to_str().unwrap(),
     ];
+    let cache = tempfile::tempdir().unwrap();
+    let cache_dir = ["--cache-dir", cache.path().to_str().unwrap()];
+
     // Fuel and deadlines on (the defaults): build.rs compiled the guest for
     // them, so the server neither compiles nor caches it.
-    let server = Server::start(&args, &[]);
+    let server = Server::start(&[&serve[..], &cache_dir].concat(), &[]);
     assert!(server.request("GET", "/page").ends_with("\r\n\r\np"));
     assert!(
         !server.log_text().contains("compiled the guest"),
@@ -406,8 +407,10 @@ fn default_limits_start_from_the_built_in_compiled_guest() {
     drop(server);
     assert!(cached_guests(cache.path()).is_empty());
 
-    // Other limits need other native code: compiled at start, then cached.
-    let server = Server::start(&[&args[..], &["--fuel", "0"]].concat(), &[]);
+    // Other limits need other native code: compiled at start, cached in --cache-dir.
+    // The servers below run without fuel too, so they compile.
+    let serve = [&serve[..], &["--fuel", "0"]].concat();
+    let server = Server::start(&[&serve[..], &cache_dir].concat(), &[]);
     assert!(server.request("GET", "/page").ends_with("\r\n\r\np"));
     assert!(
         server.log_text().contains("compiled the guest"),
@@ -416,30 +419,6 @@ fn default_limits_start_from_the_built_in_compiled_guest() {
     );
     drop(server);
     assert_eq!(cached_guests(cache.path()).len(), 1);
-}
-
-#[test]
-fn the_guest_cache_follows_cache_dir_no_cache_and_xdg_cache_home() {
-    let scripts = common::scripts(&[("feed.js", FEED)]);
-    // The first two servers: this folder on a free port, then their cache
-    // flags. Without fuel, so the guest is compiled at start (the default
-    // limits use the built-in compiled guest, which needs no cache).
-    let serve = [
-        "--listen",
-        "127.0.0.1:0",
-        "--scripts",
-        scripts.path().to_str().unwrap(),
-        "--fuel",
-        "0",
-    ];
-
-    // --cache-dir: compiled once, written there.
-    let cache = tempfile::tempdir().unwrap();
-    let cache_dir = ["--cache-dir", cache.path().to_str().unwrap()];
-    let server = Server::start(&[&serve[..], &cache_dir].concat(), &[]);
-    assert!(server.request("GET", "/page").ends_with("\r\n\r\np"));
-    assert_eq!(cached_guests(cache.path()).len(), 1);
-    drop(server);
 
     // --no-cache: nothing written, not even to the default folder.
     let xdg = tempfile::tempdir().unwrap();

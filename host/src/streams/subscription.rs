@@ -60,18 +60,6 @@ impl Drop for Subscription {
 }
 
 impl Hub {
-    /// An SSE subscription's frames: see `subscribe_frames`; it ends when
-    /// the subscriber lags a whole ring behind.
-    pub fn subscribe(
-        &self,
-        path: &str,
-        last_event_id: Option<u64>,
-        params: Params,
-    ) -> Result<impl Stream<Item = Bytes> + Send + 'static, SubscribeError> {
-        let frames = self.subscribe_frames(path, last_event_id, params, Transport::Sse)?;
-        Ok(sse_bytes(frames))
-    }
-
     /// A subscription's frames: first those after `last_event_id` from the
     /// replay buffer (with a `missed` event if some are gone), then live ones
     /// matching `params`. It ends when the stream goes away, or with one

@@ -3,7 +3,20 @@
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
-use super::{Hub, HubLimits};
+use super::{sse_bytes, Hub, HubLimits, Params, SubscribeError, Transport};
+
+impl Hub {
+    /// An SSE subscription's bytes, as the server's SSE paths write them.
+    pub(super) fn subscribe(
+        &self,
+        path: &str,
+        last_event_id: Option<u64>,
+        params: Params,
+    ) -> Result<impl Stream<Item = Bytes> + Send + 'static, SubscribeError> {
+        let frames = self.subscribe_frames(path, last_event_id, params, Transport::Sse)?;
+        Ok(sse_bytes(frames))
+    }
+}
 
 /// A hub with a stream at `/s`, its limits the defaults as `set` changes them.
 pub(super) fn hub(set: impl FnOnce(&mut HubLimits)) -> Hub {
