@@ -1,5 +1,5 @@
 //! Compiles the guest to native code at build time, with the engine
-//! configuration the server uses by default (fuel and epoch deadlines on), so
+//! configuration the server uses by default (fuel on), so
 //! that a first start on a fresh machine deserializes it instead of spending
 //! most of a second in Cranelift. `wasm.rs` embeds the result; when it does not
 //! fit (other limits, another CPU, a cross build) the server compiles as before.
@@ -21,7 +21,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
     let wasm = std::fs::read(GUEST)?;
-    let engine = wasmtime::Engine::new(&config(true, true))?;
+    let engine = wasmtime::Engine::new(&config(true))?;
     std::fs::write(&out, engine.precompile_component(&wasm)?)?;
     Ok(())
 }

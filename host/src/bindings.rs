@@ -3,6 +3,9 @@
 wasmtime::component::bindgen!({
     world: "script",
     path: "../wit",
+    // Guest calls run on the tokio worker that asked for them, yielding at
+    // every epoch tick (see `script/actor.rs`); the imports stay synchronous.
+    exports: { default: async },
 });
 
 pub use self::aiwebengine::script::host::LogLevel;

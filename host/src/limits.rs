@@ -1,18 +1,23 @@
 //! Per-call limits on guest code — fuel (CPU), a wall-clock deadline (epochs)
 //! and a memory cap per instance — and telling which one stopped a call.
+//!
+//! Guest calls run on tokio workers. At every epoch tick a running call
+//! either yields to the worker (so the worker's other connections and scripts
+//! get their turn) or, past its time limit, traps with `Trap::Interrupt`.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use wasmtime::{ResourceLimiter, Store, Trap};
+use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
 
-/// How often the epoch ticker advances; deadlines are counted in these ticks.
-pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// How often the epoch ticker advances: the longest a call runs before it
+/// yields its worker, and the precision of the per-call time limit.
+pub const EPOCH_TICK: Duration = Duration::from_millis(2);
 
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
     /// Fuel per call (roughly wasm instructions); 0 turns fuel metering off.
     pub fuel: u64,
-    /// Wall-clock time per call; zero turns the deadline (and epoch checks) off.
+    /// Wall-clock time per call; zero turns the deadline off.
     pub timeout: Duration,
     /// Linear memory per instance, in bytes.
     pub memory_bytes: usize,
@@ -28,14 +33,6 @@ impl Default for Limits {
             memory_bytes: 128 << 20,
             max_timers: 1000,
         }
-    }
-}
-
-impl Limits {
-    fn deadline_ticks(&self) -> u64 {
-        (self.timeout.as_millis() as u64)
-            .div_ceil(EPOCH_TICK.as_millis() as u64)
-            .max(1)
     }
 }
 
@@ -103,16 +100,35 @@ impl ResourceLimiter for MemoryCap {
     }
 }
 
+/// A store's data that knows when its running call started.
+pub trait CallClock {
+    fn call_started(&mut self) -> &mut Instant;
+}
+
+/// Installs the per-tick check on a new store: yield the worker, or trap once
+/// the call has run for `limits.timeout` (wall-clock, time spent yielded
+/// included; zero: never). Epochs are on even without a time limit: they are
+/// what makes a long call share its worker.
+pub fn watch<T: CallClock + Send + 'static>(store: &mut Store<T>, limits: &Limits) {
+    let timeout = limits.timeout;
+    store.epoch_deadline_callback(move |mut ctx| {
+        if !timeout.is_zero() && ctx.data_mut().call_started().elapsed() >= timeout {
+            Err(Trap::Interrupt.into())
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+}
+
 /// Arms `store` for one call: a fresh fuel budget and deadline.
-pub fn arm<T>(store: &mut Store<T>, limits: &Limits) {
+pub fn arm<T: CallClock>(store: &mut Store<T>, limits: &Limits) {
     if limits.fuel > 0 {
         store
             .set_fuel(limits.fuel)
             .expect("fuel is enabled in the engine");
     }
-    if !limits.timeout.is_zero() {
-        store.set_epoch_deadline(limits.deadline_ticks());
-    }
+    *store.data_mut().call_started() = Instant::now();
+    store.set_epoch_deadline(1);
 }
 
 /// Fuel the last call used, when fuel is on.

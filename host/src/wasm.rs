@@ -19,7 +19,7 @@ use crate::wasm_config::config;
 /// The guest runtime, built by `make guest` from `guest-runtime/`.
 pub static GUEST_WASM: &[u8] = include_bytes!("../guest/aiwebengine_guest.wasm");
 
-/// The guest compiled to native code by `build.rs` for fuel and epochs on
+/// The guest compiled to native code by `build.rs` for fuel on
 /// (the default limits) on the build machine; empty in a cross build.
 static BUILT_IN: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/guest.cwasm"));
 
@@ -28,12 +28,13 @@ static BUILT_IN: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/guest.cwasm")
 pub struct WasmRuntime {
     pub engine: Engine,
     pub component: Component,
-    /// The limits the engine was configured for (fuel and epochs on or off).
+    /// The limits the engine was configured for (fuel on or off).
     pub limits: Limits,
 }
 
 /// Advances the engine's epoch every `EPOCH_TICK` until the engine is dropped;
-/// calls past their deadline trap at their next loop back-edge or call.
+/// a running call then yields its worker, or traps past its time limit
+/// (`limits::watch`), at its next loop back-edge or call.
 fn start_epoch_ticker(engine: &Engine) {
     let weak = engine.weak();
     std::thread::Builder::new()
@@ -52,13 +53,9 @@ impl WasmRuntime {
     /// Builds the engine and loads the guest, from `cache_dir` when it holds a
     /// compiled copy made by this very wasmtime for this very wasm.
     pub fn new(cache_dir: Option<&Path>, limits: Limits) -> Result<Self> {
-        let epochs = !limits.timeout.is_zero();
-        let engine =
-            Engine::new(&config(limits.fuel > 0, epochs)).context("configuring wasmtime")?;
-        if epochs {
-            start_epoch_ticker(&engine);
-        }
-        let component = match built_in(&engine, limits.fuel > 0 && epochs) {
+        let engine = Engine::new(&config(limits.fuel > 0)).context("configuring wasmtime")?;
+        start_epoch_ticker(&engine);
+        let component = match built_in(&engine, limits.fuel > 0) {
             Some(component) => component,
             None => load_component(&engine, GUEST_WASM, cache_dir)?,
         };

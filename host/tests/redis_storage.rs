@@ -133,7 +133,7 @@ fn turn<R>(
     f: impl FnOnce(&Namespace) -> R,
 ) -> (R, Result<(), String>) {
     let ns = storage.namespace(script).unwrap();
-    let t = ns.begin();
+    let t = ns.begin_blocking();
     let r = f(&ns);
     let (tx, rx) = mpsc::channel();
     t.commit(Box::new(move |o| drop(tx.send(o))));
@@ -169,7 +169,7 @@ fn a_turn_commits_atomically_and_another_node_sees_it() {
     let b = Arc::new(node(&rt, &redis, StorageLimits::default()));
 
     let ns = a.namespace("app.js").unwrap();
-    let t = ns.begin();
+    let t = ns.begin_blocking();
     ns.set("x", "1".into()).unwrap();
     // Node B's turn starts while A's holds the namespace: it waits, then sees
     // both of A's writes or neither — never one.
@@ -188,7 +188,7 @@ fn a_turn_commits_atomically_and_another_node_sees_it() {
     assert_eq!((x.as_deref(), y.as_deref()), (Some("1"), Some("\"two\"")));
 
     // A discarded turn leaves nothing, and gives the namespace back at once.
-    let t = ns.begin();
+    let t = ns.begin_blocking();
     ns.set("z", "3".into()).unwrap();
     assert!(t.discard());
     assert_eq!(get(&b, "app", "z"), None);

@@ -19,8 +19,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
 use tokio::runtime::Handle;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::Semaphore;
 
 use crate::bindings::aiwebengine::script::fetch::{FetchRequest, FetchResponse};
@@ -78,13 +78,13 @@ impl Fetcher {
     /// The fetch side of one script version: its concurrency slots and the
     /// channel that brings finished fetches back to its actor.
     pub fn for_script(self: &Arc<Self>) -> ScriptFetch {
-        let (done_tx, done_rx) = crossbeam_channel::unbounded();
+        let (done_tx, done_rx) = unbounded_channel();
         ScriptFetch {
             fetcher: self.clone(),
             slots: Arc::new(Semaphore::new(self.concurrency)),
             next_id: Arc::new(AtomicU64::new(1)),
             done_tx,
-            done_rx,
+            done_rx: Arc::new(std::sync::Mutex::new(Some(done_rx))),
         }
     }
 }
@@ -103,14 +103,18 @@ pub struct ScriptFetch {
     fetcher: Arc<Fetcher>,
     slots: Arc<Semaphore>,
     next_id: Arc<AtomicU64>,
-    done_tx: Sender<Done>,
-    done_rx: Receiver<Done>,
+    done_tx: UnboundedSender<Done>,
+    /// Taken by the version's actor when it starts.
+    done_rx: Arc<std::sync::Mutex<Option<UnboundedReceiver<Done>>>>,
 }
 
 impl ScriptFetch {
-    /// Where the actor receives finished fetches.
-    pub fn done(&self) -> &Receiver<Done> {
-        &self.done_rx
+    /// Where the actor receives finished fetches; `None` after the first call.
+    pub fn take_done(&self) -> Option<UnboundedReceiver<Done>> {
+        self.done_rx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 }
 

@@ -1,23 +1,30 @@
-//! The thread behind a script: it owns the script's long-lived wasm instance
+//! The task behind a script: it owns the script's long-lived wasm instance
 //! (so JS globals persist between requests) and runs everything that touches
-//! it — requests, timer callbacks, re-instantiation — one at a time.
+//! it — requests, timer callbacks, fetch completions, WebSocket events,
+//! re-instantiation — one at a time, each call a "turn".
 //!
-//! Why a thread and not a tokio task: guest code may run for a long time (up to
-//! its limits), and it must never occupy a tokio worker while it does, or one
-//! busy script would slow every connection. Each script gets its own thread, so
-//! scripts run in parallel and the HTTP side only does a non-blocking
-//! `try_send` and awaits a oneshot reply.
+//! It is a tokio task, and a guest call runs on the worker thread that polls
+//! it: a request's connection task queues the job and awaits its reply, the
+//! queue wakes this task on that same worker, and the reply wakes the
+//! connection task there again — no thread hand-off per request. Guest code
+//! may run long (up to its limits); wasmtime calls it on a fiber that yields
+//! the worker at every epoch tick (`limits::watch`), so a busy script shares
+//! its worker instead of holding it, and different scripts run in parallel on
+//! different workers.
 //!
-//! The loop waits for the next job or the next deadline: the guest's earliest
-//! timer, a deferred request's time limit, or the end of a restart backoff. A
-//! due timer runs one callback per turn, so a burst of timers and a queue of
-//! requests take turns instead of one starving the other.
+//! The loop waits for the next job, finished fetch or deadline: the guest's
+//! earliest timer, a deferred request's time limit, or the end of a restart
+//! backoff. A due timer runs one callback per turn, so a burst of timers and
+//! a queue of requests take turns instead of one starving the other.
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Select};
+use futures_util::FutureExt as _;
+use tokio::sync::mpsc::{Receiver, UnboundedReceiver};
 use tokio::sync::oneshot;
+use tracing::Instrument as _;
 use wasmtime::Store;
 
 use super::error::CallError;
@@ -56,7 +63,67 @@ struct Deferred {
     deadline: Instant,
 }
 
-/// The actor thread's state.
+/// One guest call.
+enum Call<'a> {
+    Handle(u64, &'a Request),
+    Timer,
+    Fetched(&'a fetch::Done),
+    WebSocket(&'a WsClient, &'a WsEvent),
+}
+
+impl Call<'_> {
+    async fn run(
+        &self,
+        script: &Script,
+        store: &mut Store<HostState>,
+    ) -> wasmtime::Result<Handled> {
+        match *self {
+            Call::Handle(id, request) => {
+                script
+                    .aiwebengine_script_guest()
+                    .call_handle(store, id, request)
+                    .await
+            }
+            Call::Timer => script
+                .aiwebengine_script_guest()
+                .call_run_timer(store)
+                .await
+                .map(|()| Handled::Pending),
+            Call::Fetched(done) => script
+                .aiwebengine_script_fetch_events()
+                .call_done(
+                    store,
+                    done.id,
+                    done.outcome.as_ref().map_err(String::as_str),
+                )
+                .await
+                .map(|()| Handled::Pending),
+            Call::WebSocket(client, event) => script
+                .aiwebengine_script_websocket_events()
+                .call_on_event(store, client, event)
+                .await
+                .map(|()| Handled::Pending),
+        }
+    }
+}
+
+/// A turn's worth of work, as `guarded` runs it.
+enum Work {
+    Handle(Request, Reply),
+    WebSocket(WsClient, WsEvent),
+    Fetched(fetch::Done),
+    Timer,
+}
+
+/// What woke the actor.
+enum Next {
+    Job(Job),
+    Fetched(fetch::Done),
+    /// A deadline passed (or nothing did: the checks after it are cheap).
+    Tick,
+}
+
+/// The actor task's state.
 pub struct Actor {
     recipe: Recipe,
     /// None after a trap, until it is re-created.
@@ -84,43 +151,75 @@ impl Actor {
 
     /// Serves jobs and timers until every sender is gone (the script version was
     /// replaced or removed); its timers die with it.
-    pub fn run(mut self, jobs: Receiver<Job>) {
-        let fetches = self.recipe.services.fetch.done().clone();
+    pub async fn run(mut self, mut jobs: Receiver<Job>) {
+        let mut fetches = self.recipe.services.fetch.take_done();
         loop {
-            match next_job(&jobs, &fetches, self.next_deadline()) {
-                Ok(Next::Job(Job::Handle { request, reply })) => self.handle(request, reply),
-                Ok(Next::Fetched(done)) => self.fetch_done(done),
-                Ok(Next::Job(Job::WebSocket { client, event })) => self.websocket(client, event),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
+            let deadline = self.next_deadline();
+            let next = tokio::select! {
+                job = jobs.recv() => match job {
+                    Some(job) => Next::Job(job),
+                    None => break,
+                },
+                Some(done) = next_fetch(&mut fetches) => Next::Fetched(done),
+                () = sleep_until(deadline) => Next::Tick,
+            };
+            match next {
+                Next::Job(Job::Handle { request, reply }) => {
+                    let route = format!("{} {}", request.method, request.path);
+                    // The turn's log lines (the script's console included) carry the request id.
+                    let span = tracing::info_span!("request", request_id = %request.id);
+                    self.guarded(&route, Work::Handle(request, reply))
+                        .instrument(span)
+                        .await
+                }
+                Next::Job(Job::WebSocket { client, event }) => {
+                    let what = format!("websocket {}", client.path);
+                    self.guarded(&what, Work::WebSocket(client, event)).await
+                }
+                Next::Fetched(done) => self.guarded("fetch completion", Work::Fetched(done)).await,
+                Next::Tick => {}
             }
-            self.guarded("expiring deferred requests", |actor| {
-                actor.expire_deferred()
-            });
-            self.guarded("a timer", |actor| actor.run_due_timer());
+            self.expire_deferred();
+            self.guarded("a timer", Work::Timer).await;
         }
         tracing::debug!(script = %self.recipe.name, "script actor finished");
     }
 
-    /// Runs `f`; a panic inside it (a host bug: the guest's own failures are
-    /// traps, not panics) is logged, the instance is thrown away as after a
-    /// trap, and the thread lives on to serve the next job.
-    fn guarded<R>(&mut self, what: &str, f: impl FnOnce(&mut Self) -> R) -> Option<R> {
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut *self))) {
-            Ok(value) => Some(value),
-            Err(panic) => {
-                let panic = crate::panics::panic_message(panic.as_ref());
-                tracing::error!(script = %self.recipe.name, route = what, panic, "internal error in the script's thread; restarting the script");
-                self.instance = None;
-                for (_, d) in self.deferred.drain() {
-                    let _ = d
-                        .reply
-                        .send(Err(CallError::Trap("the script was restarted".into())));
-                }
-                self.failed();
-                None
-            }
+    /// Does `work`; a panic inside it (a host bug: the guest's own failures
+    /// are traps, not panics) is logged, the instance is thrown away as after
+    /// a trap, and the task lives on to serve the next job. A panic while
+    /// handling a request drops its reply: the client gets a 5xx.
+    async fn guarded(&mut self, what: &str, work: Work) {
+        let outcome = AssertUnwindSafe(self.perform(what, work))
+            .catch_unwind()
+            .await;
+        if let Err(panic) = outcome {
+            self.recover(what, panic);
         }
+    }
+
+    async fn perform(&mut self, what: &str, work: Work) {
+        match work {
+            Work::Handle(request, reply) => self.handle(what, request, reply).await,
+            Work::WebSocket(client, event) => {
+                self.call(what, None, Call::WebSocket(&client, &event))
+                    .await
+            }
+            Work::Fetched(done) => self.fetch_done(done).await,
+            Work::Timer => self.run_due_timer().await,
+        }
+    }
+
+    fn recover(&mut self, what: &str, panic: Box<dyn std::any::Any + Send>) {
+        let panic = crate::panics::panic_message(panic.as_ref());
+        tracing::error!(script = %self.recipe.name, route = what, panic, "internal error in the script's task; restarting the script");
+        self.instance = None;
+        for (_, d) in self.deferred.drain() {
+            let _ = d
+                .reply
+                .send(Err(CallError::Trap("the script was restarted".into())));
+        }
+        self.failed();
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -133,24 +232,15 @@ impl Actor {
         [wakeup, deferred].into_iter().flatten().min()
     }
 
-    fn handle(&mut self, request: Request, reply: Reply) {
+    async fn handle(&mut self, route: &str, request: Request, reply: Reply) {
         if reply.is_closed() {
             return; // the client went away while this waited in the queue
         }
         let id = self.next_request_id;
         self.next_request_id += 1;
-        // The turn's log lines (the script's console included) carry the request id.
-        let _turn = tracing::info_span!("request", request_id = %request.id).entered();
-        let route = format!("{} {}", request.method, request.path);
         self.owner = Some(id);
-        // A panic in the host while running it drops `reply`: the client gets a 5xx.
-        self.guarded(&route, |actor| {
-            actor.call(&route, Some((id, reply)), |script, store| {
-                script
-                    .aiwebengine_script_guest()
-                    .call_handle(store, id, &request)
-            })
-        });
+        self.call(route, Some((id, reply)), Call::Handle(id, &request))
+            .await
     }
 
     /// How long request `id`'s Promise may still take: the per-call time limit
@@ -171,7 +261,7 @@ impl Actor {
 
     /// A fetch finished: the guest settles its Promise in a turn of its own.
     /// A fetch of an instance since thrown away is ignored.
-    fn fetch_done(&mut self, done: fetch::Done) {
+    async fn fetch_done(&mut self, done: fetch::Done) {
         let Some(instance) = self.instance.as_mut() else {
             return;
         };
@@ -179,16 +269,8 @@ impl Actor {
             return;
         };
         self.owner = owner;
-        self.call("fetch completion", None, |script, store| {
-            script
-                .aiwebengine_script_fetch_events()
-                .call_done(
-                    store,
-                    done.id,
-                    done.outcome.as_ref().map_err(String::as_str),
-                )
-                .map(|()| Handled::Pending)
-        });
+        self.call("fetch completion", None, Call::Fetched(&done))
+            .await;
         if let Some(id) = owner {
             let deadline = self.wait_deadline(id);
             if let Some(d) = self.deferred.get_mut(&id) {
@@ -197,19 +279,8 @@ impl Actor {
         }
     }
 
-    /// One WebSocket event as a turn; the guest logs a handler that throws.
-    fn websocket(&mut self, client: WsClient, event: WsEvent) {
-        let what = format!("websocket {}", client.path);
-        self.call(&what, None, |script, store| {
-            script
-                .aiwebengine_script_websocket_events()
-                .call_on_event(store, &client, &event)
-                .map(|()| Handled::Pending)
-        });
-    }
-
     /// Runs one due timer callback, re-creating the instance first if needed.
-    fn run_due_timer(&mut self) {
+    async fn run_due_timer(&mut self) {
         let due = match &self.instance {
             Some(instance) => instance
                 .store
@@ -225,14 +296,9 @@ impl Actor {
             if let Some(instance) = self.instance.as_mut() {
                 instance.store.data_mut().wakeup = None; // the guest sets the next one
             }
-            self.call("timer callback", None, |script, store| {
-                script
-                    .aiwebengine_script_guest()
-                    .call_run_timer(store)
-                    .map(|()| Handled::Pending)
-            });
+            self.call("timer callback", None, Call::Timer).await;
         } else {
-            let _ = self.instance();
+            let _ = self.instance().await;
         }
     }
 
@@ -256,7 +322,7 @@ impl Actor {
 
     /// The live instance, re-created from the source if a trap threw it away;
     /// after repeated failures, not before the backoff has passed.
-    fn instance(&mut self) -> Result<&mut Instance, CallError> {
+    async fn instance(&mut self) -> Result<&mut Instance, CallError> {
         if self.instance.is_none() {
             if let Some(wait) = self
                 .retry_at
@@ -266,7 +332,7 @@ impl Actor {
             }
             tracing::info!(script = %self.recipe.name, "re-instantiating the script (its globals start fresh)");
             self.recipe.services.metrics.restarts.inc();
-            match self.recipe.instantiate() {
+            match self.recipe.instantiate().await {
                 Ok(instance) => self.instance = Some(instance),
                 Err(e) => {
                     tracing::error!(script = %self.recipe.name, "could not restart the script: {e}");
@@ -297,16 +363,16 @@ impl Actor {
     /// anything in it failed, its writes are discarded instead. A trap — a
     /// tripped limit or a crash — also throws the instance away (it may be
     /// corrupt mid-call), and with it the requests still waiting on it.
-    fn call(
+    async fn call(
         &mut self,
         // The route ("GET /chat"), "timer callback"..., for the log.
         what: &str,
         request: Option<(u64, Reply)>,
-        f: impl FnOnce(&Script, &mut Store<HostState>) -> wasmtime::Result<Handled>,
+        call: Call<'_>,
     ) {
         let limits = self.recipe.guest.wasm.limits;
         let owner = self.owner.take();
-        if let Err(e) = self.instance() {
+        if let Err(e) = self.instance().await {
             if let Some((_, reply)) = request {
                 let _ = reply.send(Err(e));
             }
@@ -315,9 +381,9 @@ impl Actor {
         let instance = self.instance.as_mut().expect("instance exists");
         instance.store.data_mut().fetch.owner = owner;
         let namespace = instance.store.data().storage.clone();
-        let turn = namespace.begin();
+        let turn = namespace.begin().await;
         limits::arm(&mut instance.store, &limits);
-        let result = f(&instance.bindings, &mut instance.store);
+        let result = call.run(&instance.bindings, &mut instance.store).await;
         let fuel_used = limits::fuel_used(&instance.store, &limits);
         self.recipe.services.metrics.fuel(fuel_used);
         let mut answers = Vec::new();
@@ -433,35 +499,18 @@ fn end_turn(
     }));
 }
 
-/// What woke the actor.
-enum Next {
-    Job(Job),
-    Fetched(fetch::Done),
+/// The next finished fetch; never, once the receiver is gone.
+async fn next_fetch(fetches: &mut Option<UnboundedReceiver<fetch::Done>>) -> Option<fetch::Done> {
+    match fetches {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
-/// The next queued job or finished fetch, waiting at most until `deadline`.
-/// Only the job queue disconnecting ends the actor.
-fn next_job(
-    jobs: &Receiver<Job>,
-    fetches: &Receiver<fetch::Done>,
-    deadline: Option<Instant>,
-) -> Result<Next, RecvTimeoutError> {
-    let mut select = Select::new();
-    let job = select.recv(jobs);
-    select.recv(fetches);
-    let op = match deadline {
-        Some(at) => select
-            .select_deadline(at)
-            .map_err(|_| RecvTimeoutError::Timeout)?,
-        None => select.select(),
-    };
-    if op.index() == job {
-        op.recv(jobs)
-            .map(Next::Job)
-            .map_err(|_| RecvTimeoutError::Disconnected)
-    } else {
-        op.recv(fetches)
-            .map(Next::Fetched)
-            .map_err(|_| RecvTimeoutError::Disconnected)
+/// Sleeps until `deadline`; forever without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }

@@ -30,7 +30,7 @@ pub struct Instance {
 
 impl Recipe {
     /// A fresh instance with the script loaded, under the same limits as a call.
-    pub fn instantiate(&self) -> Result<Instance, LoadError> {
+    pub async fn instantiate(&self) -> Result<Instance, LoadError> {
         let limits = &self.guest.wasm.limits;
         let namespace = self
             .services
@@ -48,19 +48,24 @@ impl Recipe {
         );
         let mut store = Store::new(&self.guest.wasm.engine, state);
         store.limiter(|state| &mut state.memory);
+        limits::watch(&mut store, limits);
         limits::arm(&mut store, limits);
         let bindings = self
             .guest
             .pre
-            .instantiate(&mut store)
+            .instantiate_async(&mut store)
+            .await
             .map_err(|e| trap_load_error(&store, "starting the sandbox", e))?;
         let config = GuestConfig {
             max_timers: limits.max_timers,
         };
         limits::arm(&mut store, limits);
         let guest = bindings.aiwebengine_script_guest();
-        let turn = namespace.begin();
-        let loaded = match guest.call_load(&mut store, &self.name, &self.source, config) {
+        let turn = namespace.begin().await;
+        let loaded = match guest
+            .call_load(&mut store, &self.name, &self.source, config)
+            .await
+        {
             Ok(Ok(())) => Ok(Instance { store, bindings }),
             Ok(Err(e)) => Err(LoadError {
                 message: located_message(&self.name, &e),
@@ -72,9 +77,9 @@ impl Recipe {
             turn.discard();
             return loaded;
         }
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (tx, rx) = tokio::sync::oneshot::channel();
         turn.commit(Box::new(move |outcome| drop(tx.send(outcome))));
-        match rx.recv() {
+        match rx.await {
             Ok(Ok(())) => loaded,
             Ok(Err(e)) => Err(LoadError {
                 message: format!("the top level's storage writes failed: {e}"),

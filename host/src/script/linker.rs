@@ -22,7 +22,7 @@ pub struct LinkedGuest {
 impl LinkedGuest {
     pub fn new(wasm: WasmRuntime) -> Result<Self> {
         let mut linker = Linker::<HostState>::new(&wasm.engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).context("linking WASI")?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).context("linking WASI")?;
         Script::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
             .context("linking the host interface")?;
         let pre = linker

@@ -5,7 +5,7 @@
 //! - `exception.rs`     a script's exception as one line, with where it was thrown
 //! - `linker.rs`        the guest linked with the imports a script gets, once per process
 //! - `instance.rs`      a store with its limits armed, the guest instantiated, the script loaded
-//! - `actor.rs`         the thread that owns a script's instance: requests, timers, restarts
+//! - `actor.rs`         the task that owns a script's instance: requests, timers, restarts
 //! - `state.rs`         a script's `Store` data (`HostState`)
 //! - `registrations.rs` the routes, streams and WebSocket handlers a script registers
 //! - `console.rs`       a script's console lines: escaped, length-capped, rate-limited
@@ -26,7 +26,8 @@ mod state;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crossbeam_channel::{Sender, TrySendError};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::mpsc::{self, Sender};
 use tokio::sync::oneshot;
 
 use crate::bindings::{Request, Response};
@@ -41,12 +42,8 @@ pub use exception::located_message;
 pub use linker::LinkedGuest;
 pub use registrations::{Hooks, Registrations, RouteDecl};
 
-/// Native stack for a script thread; wasm and QuickJS recursion have their own,
-/// smaller limits inside it.
-const THREAD_STACK: usize = 8 << 20;
-
 /// A loaded script version. Dropping the last clone of it ends its actor
-/// thread (and its timers) once queued calls are done.
+/// task (and its timers) once queued calls are done.
 pub struct LoadedScript {
     pub name: Arc<str>,
     pub registrations: Registrations,
@@ -56,7 +53,7 @@ pub struct LoadedScript {
 }
 
 impl LoadedScript {
-    /// Starts the actor thread, creates the instance and runs the script's top
+    /// Starts the actor task, creates the instance and runs the script's top
     /// level. Resolves once the script loaded (or failed to).
     pub async fn start(
         guest: LinkedGuest,
@@ -73,28 +70,25 @@ impl LoadedScript {
             name: name.clone(),
             source,
         };
-        let (queue, jobs) = crossbeam_channel::bounded(queue_depth.max(1));
+        let (queue, jobs) = mpsc::channel(queue_depth.max(1));
         let (ready_tx, ready_rx) = oneshot::channel();
-        std::thread::Builder::new()
-            .name(format!("script {name}"))
-            .stack_size(THREAD_STACK)
-            .spawn(move || match recipe.instantiate() {
+        // A task of its own: the load must finish even if whoever awaits it
+        // goes away (a guest call must never be dropped half-way).
+        tokio::spawn(async move {
+            match recipe.instantiate().await {
                 Ok(instance) => {
                     let registrations = instance.store.data().registrations.clone();
                     if ready_tx.send(Ok(registrations)).is_ok() {
-                        Actor::new(recipe, instance).run(jobs);
+                        Actor::new(recipe, instance).run(jobs).await;
                     }
                 }
                 Err(e) => {
                     let _ = ready_tx.send(Err(e));
                 }
-            })
-            .map_err(|e| LoadError {
-                message: format!("could not start a thread for the script: {e}"),
-                detail: None,
-            })?;
+            }
+        });
         let registrations = ready_rx.await.map_err(|_| LoadError {
-            message: "the script's thread ended while loading".into(),
+            message: "the script's task ended while loading".into(),
             detail: None,
         })??;
         Ok(Arc::new(LoadedScript {
@@ -111,7 +105,7 @@ impl LoadedScript {
     pub fn send_job(&self, job: Job) -> Result<(), CallError> {
         self.queue.try_send(job).map_err(|e| match e {
             TrySendError::Full(_) => CallError::Busy,
-            TrySendError::Disconnected(_) => CallError::Gone,
+            TrySendError::Closed(_) => CallError::Gone,
         })
     }
 
@@ -125,13 +119,13 @@ impl LoadedScript {
                 self.metrics.overload();
                 return Err(CallError::Busy);
             }
-            Err(TrySendError::Disconnected(_)) => return Err(CallError::Gone),
+            Err(TrySendError::Closed(_)) => return Err(CallError::Gone),
         }
         response.await.unwrap_or(Err(CallError::Gone))
     }
 
     /// Requests waiting in the queue.
     pub fn queued(&self) -> usize {
-        self.queue.len()
+        self.queue.max_capacity() - self.queue.capacity()
     }
 }

@@ -13,7 +13,7 @@ use super::registrations::Registrations;
 use crate::accepted::Accepted;
 use crate::bindings::{Response, ScriptError};
 use crate::fetch::Inflight;
-use crate::limits::MemoryCap;
+use crate::limits::{CallClock, MemoryCap};
 use crate::services::ScriptServices;
 use crate::storage::Namespace;
 use crate::streams::Hub;
@@ -46,6 +46,8 @@ pub struct HostState {
     pub fetch: Inflight,
     /// The current turn's messages not yet accepted by the cluster.
     pub accepted: Accepted,
+    /// When the running call started, for its time limit (`limits::watch`).
+    pub call_started: Instant,
 }
 
 impl HostState {
@@ -78,6 +80,7 @@ impl HostState {
             accepted: Default::default(),
             console: Console::default(),
             fetch: Inflight::new(services.fetch.clone()),
+            call_started: Instant::now(),
         }
     }
 }
@@ -88,5 +91,11 @@ impl WasiView for HostState {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
+    }
+}
+
+impl CallClock for HostState {
+    fn call_started(&mut self) -> &mut Instant {
+        &mut self.call_started
     }
 }

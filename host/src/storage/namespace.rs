@@ -42,7 +42,8 @@ pub struct Namespace {
     store: Arc<dyn Store>,
     limits: StorageLimits,
     shared: Arc<Shared>,
-    turn_lock: Mutex<()>,
+    /// Async: a turn holds it across its guest call, which yields its worker.
+    turn_lock: tokio::sync::Mutex<()>,
     state: Mutex<State>,
     /// Its operations, commits and failures (`metrics.rs`).
     pub metrics: StorageMetrics,
@@ -70,7 +71,7 @@ struct State {
 /// A running turn; it holds the namespace's turn lock until it ends.
 pub struct Turn<'a> {
     namespace: &'a Namespace,
-    _lock: MutexGuard<'a, ()>,
+    _lock: tokio::sync::MutexGuard<'a, ()>,
 }
 
 impl Namespace {
@@ -86,7 +87,7 @@ impl Namespace {
             store,
             limits,
             shared: Shared::new(usage),
-            turn_lock: Mutex::new(()),
+            turn_lock: tokio::sync::Mutex::new(()),
             state: Mutex::new(State {
                 epoch: 1,
                 ..State::default()
@@ -110,8 +111,17 @@ impl Namespace {
 
     /// Starts a turn: waits for any other turn of this namespace to end, then
     /// forgets what has become durable (or failed) since the last one.
-    pub fn begin(&self) -> Turn<'_> {
-        let lock = self.turn_lock.lock().unwrap_or_else(|e| e.into_inner());
+    pub async fn begin(&self) -> Turn<'_> {
+        let lock = self.turn_lock.lock().await;
+        self.started(lock)
+    }
+
+    /// `begin` for a thread outside the runtime (`replace`, tests).
+    pub fn begin_blocking(&self) -> Turn<'_> {
+        self.started(self.turn_lock.blocking_lock())
+    }
+
+    fn started<'a>(&'a self, lock: tokio::sync::MutexGuard<'a, ()>) -> Turn<'a> {
         let mut state = self.state();
         self.sync(&mut state);
         state.writes.clear();
@@ -339,7 +349,7 @@ impl Namespace {
     pub fn replace(&self, entries: Vec<(String, Vec<u8>)>) -> Result<(), String> {
         // The turn lock is held until the restore is durable: no turn may read
         // the old data from disk once the overlay is gone.
-        let turn = self.begin();
+        let turn = self.begin_blocking();
         self.enter().map_err(StorageError::into_message)?;
         let (tx, rx) = std::sync::mpsc::channel();
         turn.submit(
@@ -571,7 +581,7 @@ mod tests {
     /// Runs `f` as one turn and commits it; the outcome fills in once acknowledged.
     fn turn(ns: &Namespace, f: impl FnOnce(&Namespace)) -> Outcome {
         let outcome: Outcome = Arc::default();
-        let t = ns.begin();
+        let t = ns.begin_blocking();
         f(ns);
         let slot = outcome.clone();
         t.commit(Box::new(move |r| *slot.lock().unwrap() = Some(r)));
@@ -629,12 +639,12 @@ mod tests {
     #[test]
     fn a_discarded_turn_leaves_nothing() {
         let (store, ns) = setup();
-        let t = ns.begin();
+        let t = ns.begin_blocking();
         ns.set("x", "1".into()).unwrap();
         assert_eq!(ns.get("x").unwrap().as_deref(), Some("1"));
         assert!(t.discard());
         assert_eq!(store.queued(), 0);
-        let _t = ns.begin();
+        let _t = ns.begin_blocking();
         assert_eq!(ns.get("x").unwrap(), None);
     }
 
@@ -648,7 +658,7 @@ mod tests {
             ns.remove("b").unwrap();
             ns.set("c", "1".into()).unwrap();
         });
-        let _t = ns.begin();
+        let _t = ns.begin_blocking();
         ns.set("a", "2".into()).unwrap();
         ns.remove("d").unwrap();
         let keys = |after: Option<&str>, limit| -> Vec<String> {
@@ -679,7 +689,7 @@ mod tests {
             StorageMetrics::detached(),
         );
         let _first = turn(&ns, |ns| ns.set("a", "x".repeat(10)).unwrap());
-        let t = ns.begin();
+        let t = ns.begin_blocking();
         ns.set("b", "y".repeat(10)).unwrap(); // 11 + 11 bytes
         let err = ns.set("c", "z".repeat(10)).unwrap_err();
         assert!(format!("{err:?}").contains("quota of 25 bytes exceeded by script q"));
