@@ -20,13 +20,14 @@ wit_bindgen::generate!({
 });
 
 use aiwebengine::script::types::{Request, ScriptError};
-use exports::aiwebengine::script::guest::{Config, Guest, Handled};
+use exports::aiwebengine::script::guest::{Config, Handled};
 use javy::quickjs::{context::EvalOptions, promise::PromiseState, Function, Object, Value};
 
 struct Component;
 
-impl Guest for Component {
+impl exports::aiwebengine::script::guest::Guest for Component {
     fn load(name: String, source: String, config: Config) -> Result<(), ScriptError> {
+        runtime::fresh_instance();
         runtime::with(|cx| {
             // Kept on the Rust side: nothing a script can reach can change it.
             host::set_max_timers(config.max_timers);
@@ -102,6 +103,13 @@ impl Guest for Component {
             }
             runtime::run_jobs(&cx);
         })
+    }
+}
+
+/// Builds the runtime ahead of any script, for the build's snapshot.
+impl Guest for Component {
+    fn wizer_initialize() {
+        runtime::with(|_| ());
     }
 }
 

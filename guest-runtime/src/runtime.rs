@@ -2,8 +2,9 @@
 //! lives as long as the instance, so a script's globals persist between calls.
 
 use std::cell::OnceCell;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use javy::quickjs::{Ctx, Object, Persistent};
+use javy::quickjs::{prelude::Func, Ctx, Object, Persistent};
 use javy::{Config, Runtime};
 
 /// Start collecting garbage after this many bytes were allocated since the last
@@ -35,6 +36,32 @@ fn build() -> Runtime {
         crate::apis::register(&cx).expect("the script APIs to register");
     });
     runtime
+}
+
+/// What must differ between instances made from one snapshot (see the WIT's
+/// `wizer-initialize`): `Math.random`'s seed, and `performance`'s time origin,
+/// which QuickJS read from the clocks of the build. Runs first in `load`.
+pub fn fresh_instance() {
+    let mut seed = [0u8; 8];
+    // SAFETY: `seed` is valid for writes of its length; getentropy takes at most 256.
+    if unsafe { libc::getentropy(seed.as_mut_ptr().cast(), seed.len()) } == 0 {
+        fastrand::seed(u64::from_le_bytes(seed));
+    }
+    let origin = Instant::now();
+    with(|cx| -> javy::quickjs::Result<()> {
+        // QuickJS's own `performance.now` is read-only; the global is not.
+        let performance = Object::new(cx.clone())?;
+        performance.set(
+            "now",
+            Func::from(move || origin.elapsed().as_secs_f64() * 1000.0),
+        )?;
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+        performance.set("timeOrigin", wall)?;
+        cx.globals().set("performance", performance)
+    })
+    .expect("performance to be set up");
 }
 
 /// Runs `f` inside the runtime's context.

@@ -169,8 +169,7 @@ pub struct ServeArgs {
     /// Where to cache the compiled sandbox (default: ~/.cache/aiwebengine).
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
-    /// Threads for HTTP and streams (default: one less than the cores, at least
-    /// one: script code runs on threads of its own, and needs a core too).
+    /// Threads for HTTP, streams and script code (default: one per core).
     #[arg(long)]
     pub workers: Option<usize>,
     /// Compile the sandbox at every start instead of caching it.
@@ -229,7 +228,7 @@ pub struct ServeArgs {
 impl ServeArgs {
     pub fn workers(&self) -> usize {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        self.workers.unwrap_or(cores.saturating_sub(1)).max(1)
+        self.workers.unwrap_or(cores).max(1)
     }
 
     pub fn settings(&self) -> Settings {

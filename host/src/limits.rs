@@ -112,10 +112,15 @@ pub trait CallClock {
 pub fn watch<T: CallClock + Send + 'static>(store: &mut Store<T>, limits: &Limits) {
     let timeout = limits.timeout;
     store.epoch_deadline_callback(move |mut ctx| {
-        if !timeout.is_zero() && ctx.data_mut().call_started().elapsed() >= timeout {
+        let running = ctx.data_mut().call_started().elapsed();
+        if !timeout.is_zero() && running >= timeout {
             Err(Trap::Interrupt.into())
-        } else {
+        } else if running >= EPOCH_TICK {
             Ok(UpdateDeadline::Yield(1))
+        } else {
+            // A short call that a tick happened to land in runs on: yielding
+            // it would only reschedule it (and maybe move it to another core).
+            Ok(UpdateDeadline::Continue(1))
         }
     });
 }

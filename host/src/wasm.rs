@@ -16,11 +16,12 @@ use wasmtime::Engine;
 use crate::limits::{Limits, EPOCH_TICK};
 use crate::wasm_config::config;
 
-/// The guest runtime, built by `make guest` from `guest-runtime/`.
-pub static GUEST_WASM: &[u8] = include_bytes!("../guest/aiwebengine_guest.wasm");
+/// The guest runtime (built by `make guest` from `guest-runtime/`) with its
+/// QuickJS runtime and prelude already initialised by `build.rs`.
+pub static GUEST_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/guest-initialized.wasm"));
 
-/// The guest compiled to native code by `build.rs` for fuel on
-/// (the default limits) on the build machine; empty in a cross build.
+/// That guest compiled to native code by `build.rs` for fuel on (the
+/// default limits) on the build machine; empty in a cross build.
 static BUILT_IN: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/guest.cwasm"));
 
 /// The configured engine and the compiled guest; cheap to clone.

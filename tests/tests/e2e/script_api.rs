@@ -310,3 +310,38 @@ async fn repeated_request_headers_are_joined() {
         .unwrap();
     assert_eq!(res.json_value().await["custom"], "v1, v2");
 }
+
+/// Every instance starts from the build's snapshot of the guest (see
+/// host/build.rs), yet draws its own `Math.random` sequence and measures
+/// `performance.now()` from its own load, not from the build.
+#[tokio::test]
+async fn instances_from_the_snapshot_have_their_own_randomness_and_clock() {
+    let probe = |path: &str| {
+        format!(
+            r#"routeRegistry.registerRoute("GET", "{path}", () => ({{
+  body: {{ random: [Math.random(), Math.random()], now: performance.now(), origin: performance.timeOrigin, wall: Date.now() }},
+}}));"#
+        )
+    };
+    let server = TestServer::start(&[("a.js", &probe("/a")), ("b.js", &probe("/b"))]).await;
+    let a = server.get("/a").await.json_value().await;
+    let b = server.get("/b").await.json_value().await;
+    assert_ne!(
+        a["random"], b["random"],
+        "two scripts drew the same numbers"
+    );
+    for v in [&a, &b] {
+        let now = v["now"].as_f64().unwrap();
+        // Since its load, a moment ago: not since the build.
+        assert!((0.0..60_000.0).contains(&now), "{v}");
+        let (origin, wall) = (v["origin"].as_f64().unwrap(), v["wall"].as_f64().unwrap());
+        assert!((0.0..60_000.0).contains(&(wall - origin)), "{v}");
+    }
+    // A new version of a script is a new instance: new numbers too.
+    server.write("a.js", &format!("{}\n// v2", probe("/a")));
+    common::eventually("a.js reloads with new numbers", || {
+        let (server, before) = (&server, a["random"].clone());
+        async move { server.get("/a").await.json_value().await["random"] != before }
+    })
+    .await;
+}
