@@ -4,15 +4,17 @@
 //! BENCHMARKS.md.
 //!
 //! Sections: startup, throughput (wrk, 64 connections), isolation overhead,
-//! fan-out and memory per subscriber, memory and load time per script,
-//! hot-reload latency, WebSocket fan-out and round trip, durable storage,
-//! cluster mode (two nodes through Redis). `--quick` shortens every run (for
+//! multicore (five scripts, the server on one core and on two), fan-out and
+//! memory per subscriber, memory and load time per script, hot-reload
+//! latency, WebSocket fan-out and round trip, durable storage, cluster mode
+//! (two nodes through Redis). `--quick` shortens every run (for
 //! a smoke test). A full run rewrites BENCHMARKS.md; `cluster` run alone
 //! replaces only its own section there.
 
 mod clients;
 mod cluster;
 mod http;
+mod multicore;
 mod servers;
 mod storage;
 mod websocket;
@@ -96,14 +98,37 @@ fn parse_ms(s: &str) -> Option<f64> {
 }
 
 async fn wrk(b: &Bench, addr: &str, path: &str, post: Option<&str>, secs: u64) -> Result<Load> {
-    let mut cmd = tokio::process::Command::new("wrk");
-    cmd.args(["-t2", "-c64", &format!("-d{secs}s"), "--latency"]);
+    let mut lua = None;
     if let Some(body) = post {
-        let lua = b.work.join("post.lua");
+        let file = b.work.join("post.lua");
         std::fs::write(
-            &lua,
+            &file,
             format!("wrk.method = \"POST\"\nwrk.body = '{body}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"),
         )?;
+        lua = Some(file);
+    }
+    wrk_on(addr, path, lua.as_deref(), None, secs).await
+}
+
+/// `wrk -t2 -c64 --latency` for `secs` on `path`, with a Lua script if given,
+/// under `taskset -c cpus` if given.
+async fn wrk_on(
+    addr: &str,
+    path: &str,
+    lua: Option<&Path>,
+    cpus: Option<&str>,
+    secs: u64,
+) -> Result<Load> {
+    let mut cmd = match cpus {
+        Some(cpus) => {
+            let mut c = tokio::process::Command::new("taskset");
+            c.args(["-c", cpus, "wrk"]);
+            c
+        }
+        None => tokio::process::Command::new("wrk"),
+    };
+    cmd.args(["-t2", "-c64", &format!("-d{secs}s"), "--latency"]);
+    if let Some(lua) = lua {
         cmd.arg("-s").arg(lua);
     }
     let out = cmd
@@ -124,7 +149,10 @@ async fn wrk(b: &Bench, addr: &str, path: &str, post: Option<&str>, secs: u64) -
         }
     }
     if load.rps == 0.0 || text.contains("Non-2xx") {
-        bail!("wrk on {path} failed or saw errors:\n{text}");
+        bail!(
+            "wrk on {path} failed or saw errors:\n{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(load)
 }
@@ -553,6 +581,9 @@ async fn bench(args: Vec<String>) -> Result<()> {
             &routes,
         )
         .await?;
+    }
+    if wants("multicore") {
+        multicore::run(&mut b).await?;
     }
     if wants("fanout") {
         fan_out(&mut b).await?;

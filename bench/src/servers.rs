@@ -51,10 +51,15 @@ impl Kind {
 
     /// The same server on the server's core (`clients::cores`), if pinning is possible.
     pub fn pinned(&self) -> Kind {
-        let Some((cpu, _)) = crate::clients::cores() else {
-            return self.clone();
-        };
-        let mut args = vec!["-c".to_string(), cpu.to_string()];
+        match crate::clients::cores() {
+            Some((cpu, _)) => self.on_cores(cpu),
+            None => self.clone(),
+        }
+    }
+
+    /// The same server under `taskset -c cpus` (a list such as `0` or `0,1`).
+    pub fn on_cores(&self, cpus: &str) -> Kind {
+        let mut args = vec!["-c".to_string(), cpus.to_string()];
         args.push(self.program.display().to_string());
         args.extend(self.args.iter().cloned());
         Kind {
