@@ -10,7 +10,7 @@
 //! - `script_files` reading script files off the async workers: size cap, unchanged-file skip, no symlinks out
 //! - `script_names` which files are scripts (`*.js`, `*.ts`), `.js`/`.ts` twins
 //! - `typescript` strips types from `*.ts` scripts, keeping lines and columns
-//! - `script`     a loaded script version: its instance, actor thread, registrations, WIT imports
+//! - `script`     a loaded script version: its instance, actor task, registrations, WIT imports
 //! - `wasm`       wasmtime: engine, epoch ticker, the compiled guest (built in, else cached); no script types
 //! - `wasm_config` the wasmtime `Config`, shared with `build.rs` (which precompiles the guest)
 //! - `bindings`   the one `bindgen!` of `wit/aiwebengine.wit`
@@ -47,9 +47,9 @@
 //! `server::front` give it an id, the `/_engine` policy and an access-log
 //! line; `server::dispatch` looks its path up in the live
 //! `registry::RouteTable` and `server::convert` makes the WIT request.
-//! `script::LoadedScript` queues it as a `Job` to the script's thread
-//! (`script::actor`), which calls the guest in its `script::instance` under
-//! `limits`; the guest reaches the host through `script::imports`. When the
+//! `script::LoadedScript` queues it as a `Job` to the script's actor task
+//! (`script::actor`), which runs on the same worker and calls the guest in its
+//! `script::instance` under `limits` (yielding the worker every epoch tick); the guest reaches the host through `script::imports`. When the
 //! turn ends its storage writes commit (`storage`) and its cluster sends are
 //! accepted (`accepted`), then the answer returns on a oneshot and
 //! `server::convert` makes the HTTP response; a failure's status and body come
@@ -70,7 +70,7 @@
 //! No panic is reachable from a request, a script or a file: slicing and
 //! indexing are denied below (use `get`, `split_once`, iterators), shared locks
 //! survive poisoning, and a panic that still happens while answering a request,
-//! in a script's thread or in the watcher is logged and answered with a 500.
+//! in a script's turn or in the watcher is logged and answered with a 500.
 #![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::string_slice))]
 
 pub mod accepted;

@@ -1,5 +1,5 @@
 //! Naming a caught panic: the text it was raised with, for the log line that
-//! reports it (a request's, a script thread's or the watcher's).
+//! reports it (a request's, a script turn's or the watcher's).
 
 use std::any::Any;
 

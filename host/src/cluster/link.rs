@@ -114,8 +114,9 @@ impl Link {
         result
     }
 
-    /// Runs `future` to completion from a thread outside the runtime (a
-    /// script's thread), for calls a script must see the answer of.
+    /// Runs `future` to completion from synchronous code (a storage call in
+    /// a script's turn, inside `block_in_place`, or an offline tool), for
+    /// calls a script must see the answer of.
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
         self.runtime.block_on(future)
     }

@@ -5,7 +5,7 @@
 //!
 //! The WIT `fetch` interface a script calls is in `script/imports/fetch.rs`.
 //!
-//! A fetch never runs on the script's thread. The guest's `start` spawns it on
+//! A fetch never runs inside the script's turn. The guest's `start` spawns it on
 //! the tokio runtime and returns an id; when it finishes, its `Done` goes to
 //! the script's actor, which calls the guest's `fetch-events.done` as a turn of
 //! its own (with fresh limits). Waiting therefore costs no fuel and no per-call

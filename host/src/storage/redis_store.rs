@@ -76,10 +76,12 @@ impl RedisStore {
             }
         };
         match tokio::runtime::Handle::try_current() {
-            // A script's own thread.
+            // A thread outside any runtime (an offline tool).
             Err(_) => link.block_on(bounded),
-            // A runtime worker (or the blocking pool): blocking there needs
-            // `block_in_place`, which only the multi-threaded runtime offers.
+            // A runtime worker (a script's turn runs on one) or the blocking
+            // pool: blocking there needs `block_in_place`, which hands the
+            // worker's other tasks to another thread while this one waits;
+            // only the multi-threaded runtime offers it.
             Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
                 tokio::task::block_in_place(|| link.block_on(bounded))
             }

@@ -2,7 +2,7 @@
 //!
 //! A message is encoded once into its SSE frame and, beside it, its WebSocket
 //! text (`{"id":n,"data":...}`); the same bytes are shared by every subscriber
-//! of either transport. The sender (a script's thread) only numbers the frame,
+//! of either transport. The sender (a script's turn) only numbers the frame,
 //! keeps it for replay and queues it: the hub's fan-out thread puts it in the
 //! stream's ring and wakes the subscribers, so a broadcast costs the script
 //! O(1) whatever the audience (a filtered one also counts who it reached).
