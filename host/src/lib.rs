@@ -58,8 +58,9 @@
 //! # The path of a stream message
 //! `sendStreamMessage` → `script::imports::host` → `streams::Hub::send`: the
 //! message is numbered, encoded once (`streams::frame`: SSE bytes beside the
-//! JSON), kept for replay (`streams::replay`) and queued to the fan-out thread
-//! (`streams::fan_out`), which wakes every subscription (`streams::subscription`)
+//! JSON), kept for replay (`streams::replay`) and put in the stream's ring
+//! (`streams::fan_out`: at once for up to 64 subscribers, else by the fan-out
+//! thread), which wakes every subscription (`streams::subscription`)
 //! whose filter matches (`streams::filter`). Each connection writes the frame:
 //! `server::sse` or `server::direct_sse` for SSE, `server::websocket` for
 //! WebSocket. In cluster mode the hub hands the message to its

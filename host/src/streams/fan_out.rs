@@ -1,8 +1,12 @@
-//! The hub's fan-out thread: it puts each queued frame in its stream's
-//! broadcast ring, so a script's send never waits on the audience, and keeps
-//! a stalled subscriber from pinning more than `lag_bytes` of frames.
+//! Putting a frame in its stream's broadcast ring, which wakes the stream's
+//! subscribers, while keeping a stalled subscriber from pinning more than
+//! `lag_bytes` of frames. A small audience (up to `INLINE_AUDIENCE`) is woken
+//! by the sender itself, in its turn, with no thread hand-off; a larger one
+//! by the hub's fan-out thread, so a script's send never waits on thousands
+//! of wake-ups. Either way a stream's frames reach its ring in id order.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::broadcast;
@@ -19,11 +23,16 @@ use super::lock;
 /// more than `lag_bytes` behind and is disconnected, as for a frame lag.
 pub(super) type Cell = arc_swap::ArcSwapOption<Frame>;
 
-/// A stream's broadcast ring, with the fan-out thread's window over it.
+/// Subscribers a sender wakes itself; more are left to the fan-out thread.
+const INLINE_AUDIENCE: usize = 64;
+
+/// A stream's broadcast ring, with the window over it.
 pub(super) struct Ring {
     tx: broadcast::Sender<Arc<Cell>>,
-    /// Only the fan-out thread takes this lock.
     window: Mutex<Window>,
+    /// Frames of this ring queued to the fan-out thread and not yet in the
+    /// ring; while there are any, later frames queue behind them.
+    queued: AtomicUsize,
 }
 
 impl Ring {
@@ -32,6 +41,7 @@ impl Ring {
         Ring {
             tx: broadcast::channel(lag.max(1)).0,
             window: Mutex::new(Window::default()),
+            queued: AtomicUsize::new(0),
         }
     }
 
@@ -45,7 +55,7 @@ impl Ring {
     }
 }
 
-/// The fan-out thread's per-stream record of the cells still inside the window.
+/// A stream's record of the cells still inside the window.
 #[derive(Default)]
 struct Window {
     cells: VecDeque<(std::sync::Weak<Cell>, usize)>,
@@ -76,8 +86,35 @@ impl Window {
     }
 }
 
-/// The queue into the fan-out thread; the thread ends when it is dropped.
-pub(super) type FanOut = crossbeam_channel::Sender<(Arc<Ring>, Arc<Frame>)>;
+/// A hub's way into its rings: the queue into its fan-out thread (which ends
+/// when this is dropped) and the window limits.
+pub(super) struct FanOut {
+    queue: crossbeam_channel::Sender<(Arc<Ring>, Arc<Frame>)>,
+    lag_bytes: usize,
+    ring: usize,
+}
+
+impl FanOut {
+    /// Puts `frame` in `ring`: at once for a small audience with nothing
+    /// queued before it, else through the fan-out thread. The caller holds
+    /// the stream's lock, so frames of one stream come here in id order.
+    pub(super) fn send(&self, ring: &Arc<Ring>, frame: Arc<Frame>) {
+        if ring.queued.load(Ordering::Acquire) == 0 && ring.receiver_count() <= INLINE_AUDIENCE {
+            deliver(ring, frame, self.lag_bytes, self.ring);
+        } else {
+            ring.queued.fetch_add(1, Ordering::AcqRel);
+            let _ = self.queue.send((ring.clone(), frame));
+        }
+    }
+}
+
+fn deliver(ring: &Ring, frame: Arc<Frame>, lag_bytes: usize, len: usize) {
+    let size = frame.bytes.len();
+    let cell = Arc::new(Cell::from(Some(frame)));
+    let mut window = lock(&ring.window);
+    window.push(&cell, size, lag_bytes, len);
+    let _ = ring.tx.send(cell); // Err: nobody is listening
+}
 
 /// Starts the fan-out thread for a hub with `limits`.
 pub(super) fn start(limits: &HubLimits) -> FanOut {
@@ -88,14 +125,16 @@ pub(super) fn start(limits: &HubLimits) -> FanOut {
         .spawn(move || {
             // Ends when the hub (the only sender) is dropped.
             for (stream, frame) in queue {
-                let size = frame.bytes.len();
-                let cell = Arc::new(Cell::from(Some(frame)));
-                lock(&stream.window).push(&cell, size, lag_bytes, ring);
-                let _ = stream.tx.send(cell); // Err: nobody is listening
+                deliver(&stream, frame, lag_bytes, ring);
+                stream.queued.fetch_sub(1, Ordering::AcqRel);
             }
         })
         .expect("starting the stream fan-out thread");
-    fan_out
+    FanOut {
+        queue: fan_out,
+        lag_bytes,
+        ring,
+    }
 }
 
 #[cfg(test)]
@@ -103,7 +142,45 @@ mod tests {
     use futures_util::StreamExt;
 
     use super::super::lock;
-    use super::super::testing::{hub, send};
+    use super::super::testing::{hub, send, take};
+
+    #[tokio::test]
+    async fn frames_keep_their_order_when_the_audience_crosses_the_inline_size() {
+        let hub = hub(|_| {});
+        let mut kept = Box::pin(hub.subscribe("/s", None, vec![]).unwrap());
+        // A large audience: frames go through the fan-out thread...
+        let crowd: Vec<_> = (0..super::INLINE_AUDIENCE + 5)
+            .map(|_| Box::pin(hub.subscribe("/s", None, vec![]).unwrap()))
+            .collect();
+        // (held up: another thread holds the ring's window for a while)
+        let stream = hub.get("/s").unwrap();
+        let (held, holding) = std::sync::mpsc::channel();
+        let holder = {
+            let stream = stream.clone();
+            std::thread::spawn(move || {
+                let _window = lock(&stream.ring.window);
+                held.send(()).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            })
+        };
+        holding.recv().unwrap();
+        for i in 1..=50 {
+            send(&hub, &i.to_string());
+        }
+        // ...then a small one while those are still queued: later frames
+        // wait behind them instead of overtaking them inline.
+        drop(crowd);
+        for i in 51..=100 {
+            send(&hub, &i.to_string());
+        }
+        holder.join().unwrap();
+        let frames = take(&mut kept, 100).await;
+        let ids: Vec<String> = (1..=100)
+            .map(|i| format!("id: {i}\ndata: {i}\n\n"))
+            .collect();
+        assert_eq!(frames, ids);
+        assert_eq!(stream.ring.queued.load(super::Ordering::Acquire), 0);
+    }
 
     #[tokio::test]
     async fn a_subscriber_too_many_bytes_behind_is_dropped_and_frees_them() {

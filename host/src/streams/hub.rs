@@ -189,7 +189,7 @@ impl Hub {
     }
 
     /// Numbers a frame `id` (the next one), keeps it for replay and queues it
-    /// for the fan-out thread; returns how many subscribers it reaches.
+    /// for its ring (`fan_out`); returns how many subscribers it reaches.
     pub(super) fn queue(
         &self,
         stream: &Arc<StreamChannel>,
@@ -203,8 +203,8 @@ impl Hub {
         state.replay.keep(frame.clone(), &self.limits);
         let reached = stream.reach(frame.filter());
         stream.metrics.sent(frame.bytes.len(), reached);
-        // Queued under the lock, so frames reach the ring in id order.
-        let _ = self.fan_out.send((stream.ring.clone(), frame));
+        // Under the lock, so frames reach the ring in id order.
+        self.fan_out.send(&stream.ring, frame);
         reached
     }
 

@@ -2,10 +2,11 @@
 //!
 //! A message is encoded once into its SSE frame and, beside it, its WebSocket
 //! text (`{"id":n,"data":...}`); the same bytes are shared by every subscriber
-//! of either transport. The sender (a script's turn) only numbers the frame,
-//! keeps it for replay and queues it: the hub's fan-out thread puts it in the
+//! of either transport. The sender (a script's turn) numbers the frame and
+//! keeps it for replay; a small audience (up to 64) it wakes itself, a larger
+//! one is queued to the hub's fan-out thread, which puts the frame in the
 //! stream's ring and wakes the subscribers, so a broadcast costs the script
-//! O(1) whatever the audience (a filtered one also counts who it reached).
+//! little whatever the audience (a filtered one also counts who it reached).
 //! Each subscriber reads from the ring at its own pace; one that falls a whole
 //! ring behind is disconnected (its EventSource reconnects and replays), never
 //! buffered without bound.
@@ -24,7 +25,7 @@
 //! - `frame.rs`        one event encoded once: SSE frame and WebSocket text
 //! - `filter.rs`       which subscribers a message's filter picks
 //! - `replay.rs`       the bounded replay buffer and what a resuming subscriber gets
-//! - `fan_out.rs`      the thread that puts frames in the rings; the byte window
+//! - `fan_out.rs`      putting frames in the rings (inline, or the fan-out thread); the byte window
 //! - `subscription.rs` subscribing: caps, replay then live frames, lag, counts
 //! - `publisher.rs`    `Publisher`: where messages go to be numbered in cluster mode
 //! - `cluster.rs`      the hub's side of cluster mode: `deliver`, catch-up, restarts
