@@ -5,16 +5,17 @@
 //!
 //! Sections: startup, throughput (wrk, 64 connections), isolation overhead,
 //! multicore (five scripts, the server on one core and on two), fan-out and
-//! memory per subscriber, memory and load time per script, hot-reload
-//! latency, WebSocket fan-out and round trip, durable storage, cluster mode
-//! (two nodes through Redis). `--quick` shortens every run (for
-//! a smoke test). A full run rewrites BENCHMARKS.md; `cluster` run alone
+//! memory per subscriber, memory (RSS and PSS) and load time per script,
+//! re-instantiation after a limit trip, hot-reload latency, WebSocket
+//! fan-out and round trip, durable storage, cluster mode (two nodes through
+//! Redis). `--quick` shortens every run (for a smoke test). A full run rewrites BENCHMARKS.md; `cluster` run alone
 //! replaces only its own section there.
 
 mod clients;
 mod cluster;
 mod http;
 mod multicore;
+mod restart;
 mod servers;
 mod storage;
 mod websocket;
@@ -373,11 +374,19 @@ async fn many_scripts(b: &mut Bench) -> Result<()> {
     make(1, &one)?;
     make(n, &many)?;
     b.say(&format!("\n## Many scripts: {n} copies of stocks.js\n"));
-    b.say("| server | load time to listening, ms | RSS with 1 script MiB | RSS with all MiB | per script KiB |");
-    b.say("|---|---:|---:|---:|---:|");
+    b.say(
+        "Both RSS and PSS are shown because every aiwebengine instance maps the same \
+         copy-on-write snapshot, which RSS counts once per instance while PSS divides each \
+         shared page among its mappings and so counts it once (Node and Bun do not share \
+         pages this way, so for them the two are close). Both are read at the same moments: \
+         with 1 script once the server listens, with all once the last copy answers; per \
+         script = (with all − with 1) / (n − 1).\n",
+    );
+    b.say("| server | load time to listening, ms | RSS with 1 script MiB | RSS with all MiB | RSS per script KiB | PSS with 1 script MiB | PSS with all MiB | PSS per script KiB |");
+    b.say("|---|---:|---:|---:|---:|---:|---:|---:|");
     for kind in b.contenders() {
         let base = Server::start(&kind, &one).await?;
-        let rss1 = base.rss()? as f64;
+        let (rss1, pss1) = (base.rss()? as f64, base.pss()? as f64);
         base.stop().await;
         let all = Server::start(&kind, &many).await?;
         http::wait_for(
@@ -387,15 +396,21 @@ async fn many_scripts(b: &mut Bench) -> Result<()> {
             Duration::from_secs(30),
         )
         .await?;
-        let rss = all.rss()? as f64;
+        let (rss, pss) = (all.rss()? as f64, all.pss()? as f64);
         let load_ms = all.started.as_secs_f64() * 1000.0;
         all.stop().await;
+        let mib = |bytes: f64| bytes / 1048576.0;
+        let per_script =
+            |with_all: f64, with_one: f64| (with_all - with_one) / (n - 1) as f64 / 1024.0;
         b.say(&format!(
-            "| {} | {load_ms:.0} | {:.1} | {:.1} | {:.0} |",
+            "| {} | {load_ms:.0} | {:.1} | {:.1} | {:.0} | {:.1} | {:.1} | {:.0} |",
             kind.name,
-            rss1 / 1048576.0,
-            rss / 1048576.0,
-            (rss - rss1) / (n - 1) as f64 / 1024.0
+            mib(rss1),
+            mib(rss),
+            per_script(rss, rss1),
+            mib(pss1),
+            mib(pss),
+            per_script(pss, pss1),
         ));
     }
     Ok(())
@@ -593,6 +608,9 @@ async fn bench(args: Vec<String>) -> Result<()> {
     }
     if wants("scripts") {
         many_scripts(&mut b).await?;
+    }
+    if wants("restart") {
+        restart::run(&mut b).await?;
     }
     if wants("reload") {
         reload(&mut b).await?;

@@ -143,6 +143,26 @@ impl Server {
         Ok(kb * 1024)
     }
 
+    /// Proportional set size of the server process, in bytes: each resident
+    /// page divided by the number of mappings that share it (`Pss:` in
+    /// /proc/PID/smaps_rollup). Pages of one copy-on-write snapshot mapped
+    /// into many instances count once in all, where RSS counts them per
+    /// mapping.
+    pub fn pss(&self) -> Result<u64> {
+        let pid = self.child.id().context("server exited")?;
+        let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+            .context("reading smaps_rollup")?;
+        let kb: u64 = rollup
+            .lines()
+            .find_map(|l| l.strip_prefix("Pss:"))
+            .context("Pss")?
+            .trim()
+            .trim_end_matches(" kB")
+            .trim()
+            .parse()?;
+        Ok(kb * 1024)
+    }
+
     pub async fn stop(mut self) {
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
