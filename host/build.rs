@@ -6,7 +6,7 @@
 //!    instance starts with that done. The guest gives each instance its own
 //!    random seed and clock origin when it loads a script.
 //! 2. **Precompiles** the snapshot to native code with the engine
-//!    configuration the server uses by default (fuel on), so that a first
+//!    configuration the server uses by default (fuel off), so that a first
 //!    start on a fresh machine deserializes it instead of spending most of a
 //!    second in Cranelift. When it does not fit (other limits, another CPU, a
 //!    cross build) the server compiles the snapshot at start.
@@ -40,7 +40,7 @@ fn main() -> Result<(), BoxError> {
     std::fs::write(out.join("guest-initialized.wasm"), &initialized)?;
     // Native code for this machine only: a cross build embeds nothing.
     let compiled = if std::env::var("TARGET")? == std::env::var("HOST")? {
-        wasmtime::Engine::new(&config(true))?.precompile_component(&initialized)?
+        wasmtime::Engine::new(&config(false))?.precompile_component(&initialized)?
     } else {
         Vec::new()
     };

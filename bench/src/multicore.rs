@@ -1,7 +1,8 @@
 //! The `multicore` section: the same wrk load on a server pinned to one core
-//! and to two, over a route spread across five scripts. aiwebengine runs each
-//! script's calls on that script's own thread, so five scripts can use more
-//! than one core; Node and Bun serve them all from one event loop.
+//! and to two, over a route spread across five scripts. aiwebengine runs
+//! scripts' calls on its worker threads (one per core), different scripts in
+//! parallel, so five scripts can use more than one core; Node and Bun serve
+//! them all from one event loop.
 
 use anyhow::{bail, Result};
 
@@ -106,9 +107,9 @@ pub async fn run(b: &mut Bench) -> Result<()> {
     ));
     b.say(&format!(
         "Placement: the server runs under `taskset -c {}` (1 core) or `taskset -c {}` (2 cores); \
-         wrk under `taskset -c {}` in every row{}. aiwebengine runs each script's calls on that \
-         script's own thread, and with its default `--workers` (cores − 1, at least 1) has one HTTP \
-         thread in both rows; Node and Bun serve all {SCRIPTS} scripts (each in a `node:vm` context) \
+         wrk under `taskset -c {}` in every row{}. aiwebengine runs the scripts' calls on its \
+         worker threads (`--workers`, one per core by default; two here), different scripts in \
+         parallel; Node and Bun serve all {SCRIPTS} scripts (each in a `node:vm` context) \
          from one JavaScript thread.\n",
         place.one,
         place.two,

@@ -27,6 +27,8 @@ struct Component;
 
 impl exports::aiwebengine::script::guest::Guest for Component {
     fn load(name: String, source: String, config: Config) -> Result<(), ScriptError> {
+        runtime::set_cpu_budget(config.cpu_budget);
+        runtime::start_call();
         runtime::fresh_instance();
         runtime::with(|cx| {
             // Kept on the Rust side: nothing a script can reach can change it.
@@ -51,6 +53,7 @@ impl exports::aiwebengine::script::guest::Guest for Component {
     }
 
     fn handle(id: u64, req: Request) -> Handled {
+        runtime::start_call();
         runtime::with(|cx| {
             let outcome = (|| {
                 let api = runtime::api(&cx)?;
@@ -84,6 +87,7 @@ impl exports::aiwebengine::script::guest::Guest for Component {
     }
 
     fn run_timer() {
+        runtime::start_call();
         runtime::with(|cx| {
             let run = (|| {
                 let api = runtime::api(&cx)?;
@@ -115,6 +119,7 @@ impl Guest for Component {
 
 impl exports::aiwebengine::script::fetch_events::Guest for Component {
     fn done(id: u64, outcome: Result<aiwebengine::script::fetch::FetchResponse, String>) {
+        runtime::start_call();
         apis::fetch::done(id, outcome)
     }
 }

@@ -1,7 +1,7 @@
 //! The single QuickJS runtime of this instance. It is created on first use and
 //! lives as long as the instance, so a script's globals persist between calls.
 
-use std::cell::OnceCell;
+use std::cell::{Cell, OnceCell};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use javy::quickjs::{prelude::Func, Ctx, Object, Persistent};
@@ -17,6 +17,35 @@ thread_local! {
     /// runTimer, defer). Held here, not in a global: no script can call,
     /// replace or inspect what the host relies on.
     static API: OnceCell<Persistent<Object<'static>>> = const { OnceCell::new() };
+    /// The host's CPU budget per call (`Config::cpu-budget`), 0 for none, and
+    /// what is left of it in the running call.
+    static CPU_BUDGET: Cell<u64> = const { Cell::new(0) };
+    static CPU_LEFT: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Sets the CPU budget every later call starts with.
+pub fn set_cpu_budget(budget: u64) {
+    CPU_BUDGET.with(|b| b.set(budget));
+}
+
+/// A call from the host begins: a full CPU budget. Every export runs this first.
+pub fn start_call() {
+    CPU_LEFT.with(|left| left.set(CPU_BUDGET.with(Cell::get)));
+}
+
+/// QuickJS's interrupt check, every 10,000 jumps (loops, branches) and calls: one unit
+/// of the budget. With none left, the host stops the call (it never returns).
+fn interrupt_check() -> bool {
+    if CPU_BUDGET.with(Cell::get) == 0 {
+        return false;
+    }
+    let left = CPU_LEFT.with(Cell::get);
+    if left == 0 {
+        crate::aiwebengine::script::host::cpu_budget_exhausted();
+        return true; // not reached: the host traps
+    }
+    CPU_LEFT.with(|l| l.set(left - 1));
+    false
 }
 
 fn build() -> Runtime {
@@ -27,6 +56,10 @@ fn build() -> Runtime {
         .javy_stream_io(false)
         .gc_threshold(GC_THRESHOLD);
     let runtime = Runtime::new(config).expect("the QuickJS runtime to start");
+    runtime
+        .context()
+        .runtime()
+        .set_interrupt_handler(Some(Box::new(interrupt_check)));
     runtime.context().with(|cx| {
         crate::host::register(&cx).expect("host functions to register");
         let api: Object = cx

@@ -6,6 +6,8 @@ wasmtime::component::bindgen!({
     // Guest calls run on the tokio worker that asked for them, yielding at
     // every epoch tick (see `script/actor.rs`); the imports stay synchronous.
     exports: { default: async },
+    // The one import that stops the call.
+    imports: { "aiwebengine:script/host.cpu-budget-exhausted": trappable },
 });
 
 pub use self::aiwebengine::script::host::LogLevel;

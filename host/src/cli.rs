@@ -178,8 +178,14 @@ pub struct ServeArgs {
     /// Do not watch the scripts folder (no hot reload).
     #[arg(long)]
     pub no_watch: bool,
-    /// CPU budget per call (handler, timer callback, script load) in fuel units,
-    /// about one per wasm instruction; 0 turns fuel metering off.
+    /// CPU budget per call (handler, timer callback, script load), counted by
+    /// QuickJS: one unit per 10,000 jumps (loops, branches) and calls of JavaScript
+    /// (about 1 s of a tight loop at the default); 0 turns it off.
+    #[arg(long, default_value_t = Limits::default().cpu_budget)]
+    pub cpu_budget: u64,
+    /// A finer CPU budget per call in fuel units, about one per wasm
+    /// instruction (the engine's native work too); 0, the default, turns fuel
+    /// metering off: it costs about a quarter of the throughput.
     #[arg(long, default_value_t = Limits::default().fuel)]
     pub fuel: u64,
     /// Wall-clock limit per call, in milliseconds; 0 turns it off (and its
@@ -259,6 +265,7 @@ impl ServeArgs {
         s.ws_max_message_bytes = self.ws_max_message_bytes.max(1);
         s.ws_messages_per_sec = self.ws_messages_per_sec;
         s.limits = Limits {
+            cpu_budget: self.cpu_budget,
             fuel: self.fuel,
             timeout: Duration::from_millis(self.timeout_ms),
             memory_bytes: self.memory_mb.max(1) << 20,

@@ -15,7 +15,13 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(2);
 
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
+    /// The CPU budget per call, counted by QuickJS: one unit per 10,000
+    /// jumps (loops, branches) and calls of JavaScript (its interrupt check); 0: none.
+    /// Deterministic, and free: the interpreter counts them anyway.
+    pub cpu_budget: u64,
     /// Fuel per call (roughly wasm instructions); 0 turns fuel metering off.
+    /// A finer CPU budget that also counts the engine's native work, at a
+    /// cost of about a quarter of the throughput; off by default.
     pub fuel: u64,
     /// Wall-clock time per call; zero turns the deadline off.
     pub timeout: Duration,
@@ -28,7 +34,8 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            fuel: 2_000_000_000,
+            cpu_budget: 20_000,
+            fuel: 0,
             timeout: Duration::from_secs(5),
             memory_bytes: 128 << 20,
             max_timers: 1000,
@@ -141,10 +148,22 @@ pub fn fuel_used<T>(store: &Store<T>, limits: &Limits) -> Option<u64> {
     (limits.fuel > 0).then(|| limits.fuel - store.get_fuel().unwrap_or(0))
 }
 
+/// What a store saw of the limits during the call that failed.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Tripped {
+    /// The memory limiter refused a growth.
+    pub memory: bool,
+    /// The guest reported its CPU budget used.
+    pub cpu_budget: bool,
+}
+
 /// Which limit, if any, caused `error`.
-pub fn classify(error: &wasmtime::Error, memory_exceeded: bool) -> Option<Limit> {
-    if memory_exceeded {
+pub fn classify(error: &wasmtime::Error, tripped: Tripped) -> Option<Limit> {
+    if tripped.memory {
         return Some(Limit::Memory);
+    }
+    if tripped.cpu_budget {
+        return Some(Limit::Cpu);
     }
     match error.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => Some(Limit::Cpu),

@@ -20,7 +20,7 @@ use crate::wasm_config::config;
 /// QuickJS runtime and prelude already initialised by `build.rs`.
 pub static GUEST_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/guest-initialized.wasm"));
 
-/// That guest compiled to native code by `build.rs` for fuel on (the
+/// That guest compiled to native code by `build.rs` for fuel off (the
 /// default limits) on the build machine; empty in a cross build.
 static BUILT_IN: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/guest.cwasm"));
 
@@ -56,7 +56,7 @@ impl WasmRuntime {
     pub fn new(cache_dir: Option<&Path>, limits: Limits) -> Result<Self> {
         let engine = Engine::new(&config(limits.fuel > 0)).context("configuring wasmtime")?;
         start_epoch_ticker(&engine);
-        let component = match built_in(&engine, limits.fuel > 0) {
+        let component = match built_in(&engine, limits.fuel == 0) {
             Some(component) => component,
             None => load_component(&engine, GUEST_WASM, cache_dir)?,
         };

@@ -32,6 +32,7 @@ fn help_lists_every_serve_flag() {
         "--max-body-bytes",
         "--no-watch",
         "--workers",
+        "--cpu-budget",
         "--fuel",
         "--timeout-ms",
         "--memory-mb",
@@ -395,7 +396,7 @@ fn the_guest_is_built_in_for_default_limits_else_cached_per_cache_dir_no_cache_x
     let cache = tempfile::tempdir().unwrap();
     let cache_dir = ["--cache-dir", cache.path().to_str().unwrap()];
 
-    // Fuel and deadlines on (the defaults): build.rs compiled the guest for
+    // The default limits (wasm fuel off): build.rs compiled the guest for
     // them, so the server neither compiles nor caches it.
     let server = Server::start(&[&serve[..], &cache_dir].concat(), &[]);
     assert!(server.request("GET", "/page").ends_with("\r\n\r\np"));
@@ -408,8 +409,8 @@ fn the_guest_is_built_in_for_default_limits_else_cached_per_cache_dir_no_cache_x
     assert!(cached_guests(cache.path()).is_empty());
 
     // Other limits need other native code: compiled at start, cached in --cache-dir.
-    // The servers below run without fuel too, so they compile.
-    let serve = [&serve[..], &["--fuel", "0"]].concat();
+    // The servers below run with wasm fuel on, so they compile.
+    let serve = [&serve[..], &["--fuel", "1000000000"]].concat();
     let server = Server::start(&[&serve[..], &cache_dir].concat(), &[]);
     assert!(server.request("GET", "/page").ends_with("\r\n\r\np"));
     assert!(
@@ -432,7 +433,7 @@ fn the_guest_is_built_in_for_default_limits_else_cached_per_cache_dir_no_cache_x
 
     // No cache flag: $XDG_CACHE_HOME/aiwebengine; the folder and address from the environment.
     let server = Server::start(
-        &["--fuel", "0"],
+        &["--fuel", "1000000000"],
         &[
             ("XDG_CACHE_HOME", xdg.path()),
             ("AIWEBENGINE_SCRIPTS", scripts.path()),

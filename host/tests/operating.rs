@@ -145,8 +145,8 @@ routeRegistry.registerRoute("GET", "/spin", () => { for (;;) {} });
             "0.0.0.0:0",
             "--log-format",
             "json",
-            "--fuel",
-            "50000000",
+            "--cpu-budget",
+            "2000",
         ],
         "info,http=debug",
     );
@@ -233,7 +233,7 @@ fn health_says_loading_then_ready_then_shutting_down() {
         &[
             "--listen",
             "127.0.0.1:0",
-            "--fuel",
+            "--cpu-budget",
             "0",
             "--timeout-ms",
             "10000",

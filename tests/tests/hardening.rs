@@ -270,6 +270,7 @@ async fn d06_a_stalled_subscriber_pins_a_bounded_number_of_bytes() {
         s.hub.replay_bytes = 1 << 20;
         s.write_stall = Duration::from_secs(120);
         s.limits.fuel = 0;
+        s.limits.cpu_budget = 0;
     })
     .await;
     let hub = server.engine.app.hub.clone();
@@ -446,7 +447,11 @@ routeRegistry.registerRoute("GET", "/log", () => {
 });
 routeRegistry.registerRoute("GET", "/after", () => { console.log("c11-after"); return { body: "ok" }; });
 "#;
-    let server = TestServer::start_with(&[("c11.js", script)], |s| s.limits.fuel = 0).await;
+    let server = TestServer::start_with(&[("c11.js", script)], |s| {
+        s.limits.fuel = 0;
+        s.limits.cpu_budget = 0;
+    })
+    .await;
     assert_eq!(server.get_text("/log").await.0, 200);
     eventually("the dropped lines are reported", || async {
         server.get_text("/after").await;

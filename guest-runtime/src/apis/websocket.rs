@@ -31,6 +31,7 @@ pub fn register(cx: &Ctx<'_>) -> Result<()> {
 
 impl Guest for crate::Component {
     fn on_event(client: Client, event: Event) {
+        runtime::start_call();
         runtime::with(|cx| {
             let run = (|| {
                 let api: Object = cx.globals().get("__aiwe_websocket")?;

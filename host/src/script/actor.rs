@@ -415,7 +415,7 @@ impl Actor {
             }
             Err(trap) => {
                 log_guest_output(&instance.store);
-                let limit = limits::classify(&trap, instance.store.data().memory.exceeded);
+                let limit = limits::classify(&trap, instance.store.data().tripped());
                 let script = &*self.recipe.name;
                 let error = match limit {
                     Some(limit) => {

@@ -58,6 +58,7 @@ impl Recipe {
             .map_err(|e| trap_load_error(&store, "starting the sandbox", e))?;
         let config = GuestConfig {
             max_timers: limits.max_timers,
+            cpu_budget: limits.cpu_budget,
         };
         limits::arm(&mut store, limits);
         let guest = bindings.aiwebengine_script_guest();
@@ -95,7 +96,7 @@ impl Recipe {
 
 fn trap_load_error(store: &Store<HostState>, doing: &str, e: wasmtime::Error) -> LoadError {
     log_guest_output(store);
-    let message = match limits::classify(&e, store.data().memory.exceeded) {
+    let message = match limits::classify(&e, store.data().tripped()) {
         Some(limit) => format!("the script exceeded {} while {doing}", limit.phrase()),
         None => format!("the sandbox failed while {doing}: {}", e.root_cause()),
     };

@@ -48,6 +48,8 @@ pub struct HostState {
     pub accepted: Accepted,
     /// When the running call started, for its time limit (`limits::watch`).
     pub call_started: Instant,
+    /// The guest said the running call used its CPU budget (it then traps).
+    pub cpu_exhausted: bool,
 }
 
 impl HostState {
@@ -81,6 +83,7 @@ impl HostState {
             console: Console::default(),
             fetch: Inflight::new(services.fetch.clone()),
             call_started: Instant::now(),
+            cpu_exhausted: false,
         }
     }
 }
@@ -90,6 +93,16 @@ impl WasiView for HostState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl HostState {
+    /// The limits the last call ran into, for `limits::classify`.
+    pub fn tripped(&self) -> crate::limits::Tripped {
+        crate::limits::Tripped {
+            memory: self.memory.exceeded,
+            cpu_budget: self.cpu_exhausted,
         }
     }
 }

@@ -29,7 +29,8 @@ pub fn seed_script(name: &str) -> String {
 /// Limits small enough for tests to trip quickly, big enough for the seeds.
 pub fn test_limits() -> aiwebengine::limits::Limits {
     aiwebengine::limits::Limits {
-        fuel: 300_000_000,
+        cpu_budget: 10_000,
+        fuel: 0,
         timeout: Duration::from_secs(3),
         memory_bytes: 48 << 20,
         max_timers: 1000,

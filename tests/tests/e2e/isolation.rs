@@ -31,7 +31,7 @@ async fn assert_limit(server: &TestServer, path: &str, status: u16, words: &[&st
 }
 
 #[tokio::test]
-async fn an_infinite_loop_runs_out_of_fuel_and_the_script_recovers() {
+async fn an_infinite_loop_runs_out_of_its_cpu_budget_and_the_script_recovers() {
     let server = hostile("infinite_loop.js").await;
     assert_eq!(server.get_text("/ok").await.1, "ok 1");
     assert_limit(
@@ -46,11 +46,69 @@ async fn an_infinite_loop_runs_out_of_fuel_and_the_script_recovers() {
     assert_eq!(server.get_text("/neighbour").await.1, "fine");
 }
 
+/// QuickJS counts the budget; the deadline is off so only the budget can stop these.
+const BUDGETED: &str = r#"
+routeRegistry.registerRoute("GET", "/swallow", () => {
+  try { for (;;) {} } catch (e) { return { body: "caught " + e }; }
+});
+routeRegistry.registerRoute("GET", "/loop", (req) => {
+  const n = Number(req.query.n);
+  let x = 0;
+  for (let i = 0; i < n; i++) { x += i & 7; }
+  return { body: String(x) };
+});
+let counted = 0;
+routeRegistry.registerRoute("GET", "/count", () => ({ body: String(++counted) }));
+"#;
+
+async fn budgeted() -> TestServer {
+    TestServer::start_with(&[("budgeted.js", BUDGETED)], |s| {
+        s.limits.timeout = Duration::ZERO;
+        s.limits.fuel = 0;
+        s.limits.cpu_budget = 1_000; // about 5 million loop iterations (a jump and a branch each)
+    })
+    .await
+}
+
 #[tokio::test]
-async fn without_fuel_the_wall_clock_deadline_stops_a_loop() {
+async fn the_cpu_budget_cannot_be_caught_and_the_instance_restarts() {
+    let server = budgeted().await;
+    assert_eq!(server.get_text("/count").await.1, "1");
+    assert_limit(
+        &server,
+        "/swallow",
+        503,
+        &["budgeted.js", "exceeded its CPU budget"],
+    )
+    .await;
+    // Thrown away at the trip, globals and all.
+    assert_eq!(server.get_text("/count").await, (200, "1".into()));
+}
+
+#[tokio::test]
+async fn the_cpu_budget_is_per_call_and_counts_work_not_time() {
+    let server = budgeted().await;
+    // About half the budget, three times: each call starts with a full one.
+    for _ in 0..3 {
+        assert_eq!(server.get_text("/loop?n=2500000").await.0, 200);
+    }
+    // Twice the budget in one call trips it.
+    assert_limit(
+        &server,
+        "/loop?n=20000000",
+        503,
+        &["exceeded its CPU budget"],
+    )
+    .await;
+    assert_eq!(server.get_text("/loop?n=10").await, (200, "29".into()));
+}
+
+#[tokio::test]
+async fn without_a_cpu_budget_the_wall_clock_deadline_stops_a_loop() {
     let source = fixture("hostile/infinite_loop.js");
     let server = TestServer::start_with(&[("infinite_loop.js", &source)], |s| {
         s.limits.fuel = 0;
+        s.limits.cpu_budget = 0;
         s.limits.timeout = Duration::from_millis(300);
     })
     .await;
@@ -134,6 +192,7 @@ async fn a_full_queue_answers_503_with_retry_after_at_once() {
         TestServer::start_with(&[("busy_wait.js", &source)], |s| {
             s.queue_depth = 2;
             s.limits.fuel = 0;
+            s.limits.cpu_budget = 0;
             s.limits.timeout = Duration::ZERO;
         })
         .await,

@@ -143,7 +143,13 @@ const REQUESTS: &str = "aiwebengine_http_requests_total";
 
 #[tokio::test]
 async fn metrics_after_known_traffic_are_counted_by_route_pattern_and_pass_promtool() {
-    let server = ops().await;
+    // With wasm fuel as the CPU limit (the default is QuickJS's budget), so
+    // the fuel counter has something to count.
+    let server = ops_with(|s| {
+        s.limits.fuel = 300_000_000;
+        s.limits.cpu_budget = 0;
+    })
+    .await;
     for id in 1..=3 {
         assert_eq!(server.get_text(&format!("/ops/items/{id}")).await.0, 200);
     }
@@ -154,7 +160,7 @@ async fn metrics_after_known_traffic_are_counted_by_route_pattern_and_pass_promt
     let (status, body) = server.post_text("/ops/send?n=1", "").await;
     assert_eq!((status, body.as_str()), (200, r#"{"reached":1}"#));
     assert_eq!(sub.next().await.unwrap().data, r#"{"n":1}"#);
-    // Trips the CPU limit (the tests' fuel budget); the instance is re-created.
+    // Trips the CPU limit (the fuel budget); the instance is re-created.
     assert_eq!(server.get_text("/ops/spin").await.0, 503);
     let text = server.get("/_engine/metrics").await.text().await.unwrap();
     promtool_check(&text);
@@ -243,6 +249,7 @@ async fn a_full_queue_counts_as_an_overload_trip() {
     let server = ops_with(|s| {
         s.queue_depth = 1;
         s.limits.fuel = 0;
+        s.limits.cpu_budget = 0;
     })
     .await;
     // One runs, one waits in the queue, the rest are refused at once.
@@ -316,7 +323,8 @@ async fn reloads_and_script_status_are_counted() {
 async fn replays_missed_events_and_lagging_subscribers_are_counted() {
     let server = ops_with(|s| {
         s.hub.lag = 4;
-        s.limits.fuel = 0; // serialising 20 MB is honest work
+        s.limits.fuel = 0;
+        s.limits.cpu_budget = 0; // serialising 20 MB is honest work
     })
     .await;
     for n in 1..=3 {
@@ -371,6 +379,7 @@ async fn a_stalled_connection_is_counted() {
     let server = ops_with(|s| {
         s.write_stall = Duration::from_secs(1);
         s.limits.fuel = 0;
+        s.limits.cpu_budget = 0;
     })
     .await;
     let mut stalled = RawSubscriber::connect(&server.base, "/ops/feed").await;

@@ -17,6 +17,11 @@ impl Host for HostState {
         self.completions.push((id, outcome));
     }
 
+    fn cpu_budget_exhausted(&mut self) -> wasmtime::Result<()> {
+        self.cpu_exhausted = true;
+        wasmtime::bail!("the call used its CPU budget")
+    }
+
     fn log(&mut self, level: LogLevel, message: String) {
         let script = &*self.script;
         let Some(line) = self.console.line(&message) else {
