@@ -14,7 +14,7 @@
 //! - `wasm`       wasmtime: engine, epoch ticker, the compiled guest (built in, else cached); no script types
 //! - `wasm_config` the wasmtime `Config`, shared with `build.rs` (which precompiles the guest)
 //! - `bindings`   the one `bindgen!` of `wit/aiwebengine.wit`
-//! - `limits`     fuel, deadline and memory cap per call; naming what tripped
+//! - `limits`     CPU budget (QuickJS or fuel), deadline and memory cap per call; naming what tripped
 //! - `services`   what a script version is given (hub, WebSocket clients, fetch, storage, metrics), as one value
 //! - `registry`   the route table built from loaded scripts (conflicts, lookups)
 //! - `route_path` `/users/:id/*rest` → router patterns

@@ -8,7 +8,7 @@
 //! A fetch never runs inside the script's turn. The guest's `start` spawns it on
 //! the tokio runtime and returns an id; when it finishes, its `Done` goes to
 //! the script's actor, which calls the guest's `fetch-events.done` as a turn of
-//! its own (with fresh limits). Waiting therefore costs no fuel and no per-call
+//! its own (with fresh limits). Waiting therefore costs no CPU budget and no per-call
 //! time; the fetch's own timeout bounds it.
 
 mod client;
