@@ -95,10 +95,11 @@ pub fn register(cx: &Ctx<'_>) -> Result<()> {
     cx.globals().set("__aiwe_host", raw)
 }
 
-/// A deferred handler's Promise resolved to `response` (already normalised).
-fn complete_response<'js>(cx: Ctx<'js>, id: f64, response: Object<'js>) {
-    let result =
-        convert::response_from_js(&cx, response).map_err(|e| convert::script_error(&cx, e));
+/// A deferred handler's Promise resolved to `result`.
+fn complete_response<'js>(cx: Ctx<'js>, id: f64, result: Value<'js>) {
+    let result = crate::runtime::api(&cx)
+        .and_then(|api| convert::respond(&cx, &api, result))
+        .map_err(|e| convert::script_error(&cx, e));
     host::complete(id as u64, result.as_ref());
 }
 

@@ -21,7 +21,7 @@ wit_bindgen::generate!({
 
 use aiwebengine::script::types::{Request, ScriptError};
 use exports::aiwebengine::script::guest::{Config, Handled};
-use javy::quickjs::{context::EvalOptions, promise::PromiseState, Function, Object, Value};
+use javy::quickjs::{context::EvalOptions, promise::PromiseState, Function, Value};
 
 struct Component;
 
@@ -74,9 +74,7 @@ impl exports::aiwebengine::script::guest::Guest for Component {
                         }
                     },
                 };
-                let to_response: Function = api.get("toResponse")?;
-                let normalised: Object = to_response.call((result,))?;
-                convert::response_from_js(&cx, normalised).map(Some)
+                convert::respond(&cx, &api, result).map(Some)
             })();
             match outcome {
                 Ok(Some(response)) => Handled::Done(response),

@@ -114,46 +114,6 @@
     return resolveHandler(id)(request);
   }
 
-  // Turns whatever a handler returned into {status, headers: [[name, value]], body}
-  // where body is a string or a Uint8Array.
-  function toResponse(result) {
-    if (result === undefined || result === null) {
-      throw new TypeError("handler returned nothing; return {status, headers, body}");
-    }
-    if (typeof result !== "object") {
-      throw new TypeError(`handler must return an object {status, headers, body}, got ${describe(result)}`);
-    }
-    const status = result.status === undefined ? 200 : Number(result.status);
-    if (!Number.isInteger(status) || status < 100 || status > 999) {
-      throw new RangeError(`response status must be an integer from 100 to 999, got ${describe(result.status)}`);
-    }
-    const headers = [];
-    let hasContentType = false;
-    const given = result.headers || {};
-    for (const name of Object.keys(given)) {
-      const value = given[name];
-      if (value === undefined || value === null) continue;
-      if (name.toLowerCase() === "content-type") hasContentType = true;
-      for (const one of Array.isArray(value) ? value : [value]) headers.push([name, String(one)]);
-    }
-    let body = result.body;
-    if (body === undefined || body === null) {
-      body = "";
-    } else if (typeof body === "string") {
-      if (!hasContentType && body.length > 0) headers.push(["content-type", "text/plain; charset=utf-8"]);
-    } else if (body instanceof Uint8Array) {
-      // bytes as they are
-    } else if (body instanceof ArrayBuffer) {
-      body = new Uint8Array(body);
-    } else if (ArrayBuffer.isView(body)) {
-      body = new Uint8Array(body.buffer, body.byteOffset, body.byteLength);
-    } else {
-      body = serialise(body);
-      if (!hasContentType) headers.push(["content-type", "application/json"]);
-    }
-    return { status, headers, body };
-  }
-
   // Timers. The host owns the clock: we tell it when the earliest timer is due
   // (`setWakeup`) and it calls `runTimer` then, through the script's actor, so
   // callbacks never overlap requests and run under the same limits.
@@ -219,23 +179,15 @@
   // A handler whose Promise is still pending answers when it settles.
   function defer(id, promise) {
     promise.then(
-      (result) => {
-        let response;
-        try {
-          response = toResponse(result);
-        } catch (e) {
-          host.completeError(id, e);
-          return;
-        }
-        host.completeResponse(id, response);
-      },
+      // Normalised by the host's guest code (`convert::respond`), as a direct answer is.
+      (result) => host.completeResponse(id, result),
       (error) => host.completeError(id, error),
     );
   }
 
   // No `configure` here: the host's settings reach the prelude only through
   // hidden host functions, so a script cannot raise its own caps.
-  const api = Object.freeze({ dispatch, toResponse, checkHandlers, runTimer, defer });
+  const api = Object.freeze({ dispatch, describe, serialise, checkHandlers, runTimer, defer });
   globalThis.routeRegistry = routeRegistry;
   globalThis.sendStreamMessage = sendStreamMessage;
   globalThis.console = console;

@@ -13,7 +13,7 @@ const GC_THRESHOLD: usize = 1 << 20;
 
 thread_local! {
     static RUNTIME: OnceCell<Runtime> = const { OnceCell::new() };
-    /// The prelude's internal API (dispatch, toResponse, checkHandlers,
+    /// The prelude's internal API (dispatch, describe, serialise, checkHandlers,
     /// runTimer, defer). Held here, not in a global: no script can call,
     /// replace or inspect what the host relies on.
     static API: OnceCell<Persistent<Object<'static>>> = const { OnceCell::new() };

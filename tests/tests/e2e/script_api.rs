@@ -345,3 +345,78 @@ async fn instances_from_the_snapshot_have_their_own_randomness_and_clock() {
     })
     .await;
 }
+
+const SHAPES: &str = r#"
+routeRegistry.registerRoute("GET", "/numeric-status", () => ({ status: "201", body: "made" }));
+routeRegistry.registerRoute("GET", "/bad-status", () => ({ status: 1000 }));
+routeRegistry.registerRoute("GET", "/fraction", () => ({ status: 200.5 }));
+routeRegistry.registerRoute("GET", "/number", () => 42);
+routeRegistry.registerRoute("GET", "/function", () => function named() {});
+routeRegistry.registerRoute("GET", "/headers", () => ({
+  headers: { "Content-Type": "text/x-mine", "X-Count": 5, "X-Skip": null, "X-Many": [1, true] },
+  body: "mine",
+}));
+routeRegistry.registerRoute("GET", "/data-view", () => ({
+  body: new DataView(new Uint8Array([1, 2, 3, 4, 5]).buffer, 1, 3),
+}));
+routeRegistry.registerRoute("GET", "/async-json", async () => ({ body: { late: [1, 2] } }));
+routeRegistry.registerRoute("GET", "/async-bad", async () => ({ status: "nope" }));
+routeRegistry.registerRoute("GET", "/undefined-json", () => ({ body: () => 1 }));
+"#;
+
+/// The response rules (status, headers, body), the same for a direct answer
+/// and a Promise's, with the errors a script sees for a wrong shape.
+#[tokio::test]
+async fn handler_results_are_normalised_by_the_documented_rules() {
+    let server = TestServer::start(&[("shapes.js", SHAPES)]).await;
+    assert_eq!(
+        server.get_text("/numeric-status").await,
+        (201, "made".into())
+    );
+    for (path, words) in [
+        (
+            "/bad-status",
+            "RangeError: response status must be an integer from 100 to 999, got 1000",
+        ),
+        ("/fraction", "got 200.5"),
+        (
+            "/number",
+            "TypeError: handler must return an object {status, headers, body}, got 42",
+        ),
+        ("/function", "got function named"),
+        (
+            "/async-bad",
+            "response status must be an integer from 100 to 999, got \"nope\"",
+        ),
+    ] {
+        let (status, body) = server.get_text(path).await;
+        assert_eq!(status, 500, "{path}: {body}");
+        assert!(body.contains(words), "{path}: {body}");
+    }
+    let res = server.get("/headers").await;
+    let types: Vec<_> = res.headers().get_all("content-type").iter().collect();
+    assert_eq!(types.len(), 1, "no default beside a given one: {types:?}");
+    assert!(
+        types[0].to_str().unwrap().starts_with("text/x-mine"),
+        "{types:?}"
+    );
+    assert_eq!(res.headers()["x-count"], "5");
+    assert!(res.headers().get("x-skip").is_none());
+    let many: Vec<_> = res
+        .headers()
+        .get_all("x-many")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(many, ["1", "true"]);
+    assert_eq!(res.text().await.unwrap(), "mine");
+    let res = server.get("/data-view").await;
+    assert_eq!(res.bytes().await.unwrap().to_vec(), [2, 3, 4]);
+    let res = server.get("/async-json").await;
+    assert_eq!(res.headers()["content-type"], "application/json");
+    assert_eq!(res.text().await.unwrap(), r#"{"late":[1,2]}"#);
+    assert_eq!(
+        server.get_text("/undefined-json").await,
+        (200, "null".into())
+    );
+}
