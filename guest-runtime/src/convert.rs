@@ -35,7 +35,7 @@ fn js_string<'js>(cx: &Ctx<'js>, s: &JsString<'js>) -> String {
 }
 
 /// Turns whatever a handler returned (or its Promise resolved to) into a
-/// response, as the README's "Responses" says: `status` (default 200, an
+/// response, as the README's "Response" section says: `status` (default 200, an
 /// integer from 100 to 999, numeric strings accepted), `headers` (an array
 /// value gives one header per item, each made a string), and `body`: a string
 /// (`text/plain; charset=utf-8` unless a content-type is given), bytes (an
