@@ -130,17 +130,7 @@ impl Server {
 
     /// Resident memory of the server process, in bytes.
     pub fn rss(&self) -> Result<u64> {
-        let pid = self.child.id().context("server exited")?;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-        let kb: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .context("VmRSS")?
-            .trim()
-            .trim_end_matches(" kB")
-            .trim()
-            .parse()?;
-        Ok(kb * 1024)
+        self.proc_bytes("status", "VmRSS:")
     }
 
     /// Proportional set size of the server process, in bytes: each resident
@@ -149,13 +139,18 @@ impl Server {
     /// into many instances count once in all, where RSS counts them per
     /// mapping.
     pub fn pss(&self) -> Result<u64> {
+        self.proc_bytes("smaps_rollup", "Pss:")
+    }
+
+    /// The `field` line (in kB) of the server's /proc/PID/`file`, in bytes.
+    fn proc_bytes(&self, file: &str, field: &str) -> Result<u64> {
         let pid = self.child.id().context("server exited")?;
-        let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
-            .context("reading smaps_rollup")?;
-        let kb: u64 = rollup
+        let text = std::fs::read_to_string(format!("/proc/{pid}/{file}"))
+            .with_context(|| format!("reading /proc/{pid}/{file}"))?;
+        let kb: u64 = text
             .lines()
-            .find_map(|l| l.strip_prefix("Pss:"))
-            .context("Pss")?
+            .find_map(|l| l.strip_prefix(field))
+            .with_context(|| format!("no {field} in /proc/{pid}/{file}"))?
             .trim()
             .trim_end_matches(" kB")
             .trim()

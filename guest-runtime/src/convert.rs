@@ -1,8 +1,7 @@
 //! Crossing between WIT records and JS values.
 
 use javy::quickjs::{
-    ArrayBuffer, Ctx, Error, Exception, Function, Object, String as JsString, Type, TypedArray,
-    Value,
+    ArrayBuffer, Ctx, Error, Exception, Function, Object, String as JsString, Value,
 };
 
 use crate::aiwebengine::script::types::{Request, Response, ScriptError};
@@ -54,11 +53,8 @@ pub fn respond<'js>(
             "handler returned nothing; return {status, headers, body}",
         ));
     }
-    let obj = match result.type_of() {
-        Type::Object | Type::Array | Type::Exception | Type::Promise => result
-            .as_object()
-            .cloned()
-            .ok_or_else(|| Exception::throw_type(cx, "handler result is not an object"))?,
+    let obj = match result.as_object() {
+        Some(obj) if !result.is_function() => obj.clone(),
         _ => {
             let got = describe(api, result)?;
             return Err(Exception::throw_type(
@@ -160,11 +156,6 @@ fn describe<'js>(api: &Object<'js>, value: Value<'js>) -> Result<String, Error> 
 /// The bytes of an `ArrayBuffer` or of the part of one a view (a typed array
 /// or a `DataView`) shows; `None` for anything else.
 fn view_bytes<'js>(cx: &Ctx<'js>, body: &Value<'js>) -> Result<Option<Vec<u8>>, Error> {
-    if let Ok(bytes) = TypedArray::<u8>::from_value(body.clone()) {
-        return Ok(Some(
-            bytes.as_bytes().map(<[u8]>::to_vec).unwrap_or_default(),
-        ));
-    }
     if let Some(buffer) = ArrayBuffer::from_value(body.clone()) {
         return Ok(Some(
             buffer.as_bytes().map(<[u8]>::to_vec).unwrap_or_default(),
