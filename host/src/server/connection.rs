@@ -45,6 +45,12 @@ impl Connection {
         }
     }
 
+    /// The bytes read ahead and not yet consumed, and the socket (for a
+    /// connection that leaves hyper: an upgraded WebSocket).
+    pub fn into_parts(self) -> (BytesMut, TcpStream) {
+        (self.prefix, self.tcp)
+    }
+
     /// Called when the socket would block: start or check the stall clock.
     fn poll_stall(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         let limit = self.stall_limit;

@@ -23,7 +23,6 @@ use super::connection::Connection;
 use super::request_id;
 use super::subscribe::{self, accepts_event_stream, Subscribe, PREAMBLE, SSE_HEADERS};
 use crate::app::App;
-use crate::streams::Transport;
 
 /// The response head: `sse.rs`'s headers, and the connection ends with the
 /// stream; then the preamble.
@@ -83,7 +82,7 @@ pub fn subscription(app: &App, head: &[u8]) -> Option<Subscription> {
 /// answers with the proper status).
 pub async fn serve(app: &App, tcp: TcpStream, sub: Subscription) -> Result<(), TcpStream> {
     let path = sub.sub.path.clone();
-    let Ok(frames) = sub.sub.open(&app.hub, Transport::Sse) else {
+    let Ok(frames) = sub.sub.open(&app.hub) else {
         return Err(tcp);
     };
     tracing::debug!(stream = %path, request_id = %sub.request_id, "subscriber connected");

@@ -14,13 +14,12 @@ use super::reply::Failure;
 use super::subscribe::{self, Subscribe, PREAMBLE, SSE_HEADERS};
 use crate::app::App;
 use crate::registry::StreamRoute;
-use crate::streams::Transport;
 
 pub fn subscribe(app: &App, stream: &StreamRoute, subscription: Subscribe, head: bool) -> Response {
     let mut res = if head {
         Response::new(Bytes::new().into())
     } else {
-        let frames = match subscription.open(app.hub.as_ref(), Transport::Sse) {
+        let frames = match subscription.open(app.hub.as_ref()) {
             Ok(frames) => frames,
             Err(error) => {
                 let path = stream.path.clone();

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use warp::http::{header, HeaderMap};
 
 use crate::registry::{RouteTable, StreamRoute};
-use crate::streams::{Frame, Hub, Lagged, Params, SubscribeError, Transport};
+use crate::streams::{Frame, Hub, Lagged, Params, Sink, SinkSubscription, SubscribeError};
 
 /// Sent first on every SSE connection: how long EventSource waits before reconnecting.
 pub const PREAMBLE: &[u8] = b"retry: 2000\n\n";
@@ -129,14 +129,18 @@ impl Subscribe {
         Subscribe::new(path, query, header)
     }
 
-    /// Opens the subscription (`Failure::Subscribe` answers a refusal).
+    /// Opens the subscription as SSE (`Failure::Subscribe` answers a refusal).
     pub fn open(
         self,
         hub: &Hub,
-        transport: Transport,
     ) -> Result<impl Stream<Item = Result<Arc<Frame>, Lagged>> + Send + 'static, SubscribeError>
     {
-        hub.subscribe_frames(&self.path, self.last_event_id, self.params, transport)
+        hub.subscribe_frames(&self.path, self.last_event_id, self.params)
+    }
+
+    /// Opens the subscription as a WebSocket writing to `sink`.
+    pub fn open_sink(self, hub: &Hub, sink: Arc<Sink>) -> Result<SinkSubscription, SubscribeError> {
+        hub.subscribe_sink(&self.path, self.last_event_id, self.params, sink)
     }
 }
 

@@ -15,26 +15,28 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{SinkExt, Stream, StreamExt};
-use hyper::upgrade::OnUpgrade;
+use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::{
+    CloseFrame, Role, WebSocketConfig, WebSocketContext,
+};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
-use tokio_tungstenite::WebSocketStream;
 use warp::http::{header, HeaderMap, HeaderValue, StatusCode};
 use warp::reply::Response;
 
+use super::connection::Connection as ClientSocket;
 use super::reply::Failure;
 use super::subscribe::{self, Subscribe};
 use crate::app::App;
 use crate::bindings::{WsClient, WsEvent};
 use crate::registry::StreamRoute;
 use crate::script::{CallError, Hooks, Job};
-use crate::streams::{Frame, Lagged, Transport};
+use crate::streams::{End, Sink, SinkSubscription};
 use crate::ws_clients::Client;
 
 /// Does this request ask to become a WebSocket?
@@ -75,36 +77,40 @@ pub fn upgrade(
         Err(too_long) => return Failure::from(too_long).into(),
     };
     let params = subscription.params.clone();
-    let frames = match subscription.open(&app.hub, Transport::WebSocket) {
-        Ok(frames) => frames,
+    // Subscribed now, so a refusal is still an HTTP answer; frames sent
+    // until the upgrade completes wait in the sink.
+    let limits = &app.settings.hub;
+    let sink = Sink::new(limits.lag, limits.lag_bytes);
+    let subscribed = match subscription.open_sink(&app.hub, sink.clone()) {
+        Ok(subscribed) => subscribed,
         Err(error) => {
             let path = stream.path.clone();
             return Failure::Subscribe { path, error }.into();
         }
     };
-    let client = app
-        .services
-        .clients
-        .connect(&stream.path, app.settings.hub.lag);
+    let client = app.services.clients.connect(&stream.path, sink.clone());
     let accept = derive_accept_key(key.as_bytes());
     let app = app.clone();
     tokio::spawn(async move {
-        match on_upgrade.await {
-            Ok(upgraded) => {
-                let config = WebSocketConfig::default()
-                    .read_buffer_size(READ_BUFFER_BYTES)
-                    .max_message_size(Some(app.settings.ws_max_message_bytes))
-                    .max_frame_size(Some(app.settings.ws_max_message_bytes));
-                let ws = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
-                    Role::Server,
-                    Some(config),
-                )
-                .await;
-                Connection::new(app, client, params).serve(ws, frames).await;
-            }
-            Err(e) => tracing::debug!("WebSocket upgrade failed: {e}"),
-        }
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(e) => return tracing::debug!("WebSocket upgrade failed: {e}"),
+        };
+        let Some((socket, read_ahead)) = socket_of(upgraded) else {
+            return tracing::error!(
+                "WebSocket upgrade: the connection is not a TCP socket of ours"
+            );
+        };
+        let socket = Arc::new(socket);
+        sink.connect(socket.clone());
+        let config = WebSocketConfig::default()
+            .read_buffer_size(READ_BUFFER_BYTES)
+            .max_message_size(Some(app.settings.ws_max_message_bytes))
+            .max_frame_size(Some(app.settings.ws_max_message_bytes));
+        let ws = WebSocketContext::from_partially_read(read_ahead, Role::Server, Some(config));
+        Connection::new(app, client, params, sink, socket, ws)
+            .serve(subscribed)
+            .await;
     });
     let mut res = Response::new(Bytes::new().into());
     *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -117,36 +123,86 @@ pub fn upgrade(
     res
 }
 
-/// The connection's read buffer. tungstenite zero-fills its whole read buffer
-/// before every read attempt, and the connection polls for a client frame each
-/// time it wakes (for a broadcast too): at tungstenite's default of 128 KiB
-/// that was a 128 KiB memset per subscriber per message, most of the fan-out's
-/// time, and 128 KiB of touched memory per connection. Client frames are
-/// small; a bigger one takes a few reads.
+/// The upgraded connection's socket, out of hyper, and the bytes read past
+/// the request (a client may send its first frames right behind it).
+fn socket_of(upgraded: Upgraded) -> Option<(TcpStream, Vec<u8>)> {
+    let parts = upgraded.downcast::<TokioIo<ClientSocket>>().ok()?;
+    let (unread, socket) = parts.io.into_inner().into_parts();
+    let mut read_ahead = parts.read_buf.to_vec();
+    read_ahead.extend_from_slice(&unread);
+    Some((socket, read_ahead))
+}
+
+/// The connection's read buffer: client frames are small; a bigger one
+/// takes a few reads. (tungstenite zero-fills it before each read.)
 const READ_BUFFER_BYTES: usize = 4 << 10;
 
-/// How long a closing connection waits for the peer's close reply.
+/// How long a closing connection waits for its last frames to go out and
+/// for the peer's close reply.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
+/// Client frames read in one go before the connection sees to its other work.
+const READS_PER_TURN: usize = 64;
+
 /// Why a connection ends, and the close frame it gets.
-fn close(code: CloseCode, reason: &'static str) -> Message {
-    Message::Close(Some(CloseFrame {
+fn close(code: CloseCode, reason: &'static str) -> CloseFrame {
+    CloseFrame {
         code,
         reason: Utf8Bytes::from_static(reason),
-    }))
+    }
+}
+
+/// tungstenite's view of the connection: it reads the socket, and what it
+/// writes (pongs, close frames, our pings) goes out through the sink, in
+/// order with the hub's frames.
+struct Io<'a> {
+    socket: &'a TcpStream,
+    sink: &'a Sink,
+}
+
+impl std::io::Read for Io<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.socket.try_read(buf)
+    }
+}
+
+impl std::io::Write for Io<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self.sink.send_own(&Bytes::copy_from_slice(buf)) {
+            true => Ok(buf.len()),
+            false => Err(std::io::ErrorKind::BrokenPipe.into()),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// One upgraded connection.
 struct Connection {
     app: Arc<App>,
-    client: Client,
+    /// Registered for `client.send` until the connection closes.
+    client: Option<Client>,
     record: WsClient,
+    sink: Arc<Sink>,
+    socket: Arc<TcpStream>,
+    ws: WebSocketContext,
     /// Client frames in the current one-second window, for the rate cap.
     window: (Instant, u32),
+    /// Something came from the peer since the last ping.
+    answered: bool,
 }
 
 impl Connection {
-    fn new(app: Arc<App>, client: Client, params: Vec<(String, String)>) -> Self {
+    fn new(
+        app: Arc<App>,
+        client: Client,
+        params: Vec<(String, String)>,
+        sink: Arc<Sink>,
+        socket: Arc<TcpStream>,
+        ws: WebSocketContext,
+    ) -> Self {
         let record = WsClient {
             id: client.id.clone(),
             path: client.path.clone(),
@@ -154,92 +210,180 @@ impl Connection {
         };
         Connection {
             app,
-            client,
+            client: Some(client),
             record,
+            sink,
+            socket,
+            ws,
             window: (Instant::now(), 0),
+            answered: true,
         }
     }
 
-    async fn serve<S>(
-        mut self,
-        mut ws: WebSocketStream<S>,
-        frames: impl Stream<Item = Result<Arc<Frame>, Lagged>>,
-    ) where
-        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-    {
+    /// Serves the connection: the hub's frames reach the socket without it
+    /// (`Sink`); it writes out what the socket did not take at once, reads
+    /// the client's frames, pings, and closes.
+    async fn serve(mut self, subscribed: SinkSubscription) {
         tracing::debug!(stream = %self.record.path, client = %self.record.id, "WebSocket connected");
         self.to_script(WsEvent::Open);
-        let mut frames = Box::pin(frames);
         let every = self.app.settings.keep_alive;
         let mut ping = tokio::time::interval_at(Instant::now() + every, every);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut answered = true;
-        let closing: Option<Message> = loop {
-            let out = tokio::select! {
-                frame = frames.next() => match frame {
-                    Some(Ok(frame)) => match Utf8Bytes::try_from(frame.json.clone()) {
-                        Ok(text) => Message::Text(text),
-                        Err(_) => continue, // the hub only makes JSON text
-                    },
-                    Some(Err(Lagged)) => break Some(close(CloseCode::Again, "too slow: reconnect with lastEventId")),
-                    None => break Some(close(CloseCode::Away, "stream closed")),
-                },
-                direct = self.client.direct.recv() => match direct.map(Utf8Bytes::try_from) {
-                    Some(Ok(text)) => Message::Text(text),
-                    Some(Err(_)) => continue,
-                    None => break Some(close(CloseCode::Away, "stream closed")),
-                },
-                incoming = ws.next() => {
-                    answered = true;
-                    match incoming {
-                        Some(Ok(message)) => match self.received(message) {
-                            Ok(()) => continue,
-                            Err(closing) => break closing,
-                        },
-                        Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
-                            break Some(close(CloseCode::Size, "message too big"))
-                        }
-                        Some(Err(e)) => {
-                            tracing::debug!(client = %self.record.id, "WebSocket read failed: {e}");
-                            break None;
-                        }
-                        None => break None,
+        // Since when queued frames have waited for the socket without any
+        // of them going out.
+        let mut stalled: Option<Instant> = None;
+        let stall_limit = self.app.settings.write_stall;
+        let closing: Option<CloseFrame> = loop {
+            match self.sink.flush() {
+                Ok(0) => {}
+                Ok(_) => stalled = None,
+                Err(_) => break None,
+            }
+            let pending = self.sink.pending();
+            match (self.sink.end(), pending) {
+                (Some(End::Lagged), _) => {
+                    break Some(close(
+                        CloseCode::Again,
+                        "too slow: reconnect with lastEventId",
+                    ))
+                }
+                (Some(End::StreamClosed), false) => {
+                    break Some(close(CloseCode::Away, "stream closed"))
+                }
+                (Some(End::Failed), _) => break None,
+                _ => {}
+            }
+            if !pending {
+                stalled = None;
+            }
+            let stall_at = *stalled.get_or_insert_with(Instant::now) + stall_limit;
+            tokio::select! {
+                biased;
+                _ = self.sink.ready() => {}
+                ready = self.socket.writable(), if pending => {
+                    if ready.is_err() {
+                        break None;
                     }
-                },
+                }
+                _ = tokio::time::sleep_until(stall_at), if pending => {
+                    self.app.metrics.write_stalls().inc();
+                    tracing::info!(client = %self.record.id, "closing a WebSocket peer that took no data for {stall_limit:?}");
+                    break None;
+                }
+                ready = self.socket.readable() => {
+                    if ready.is_err() {
+                        break None;
+                    }
+                    if let Err(closing) = self.read() {
+                        break closing;
+                    }
+                }
                 _ = ping.tick() => {
-                    if !answered {
+                    if !self.answered {
                         tracing::info!(client = %self.record.id, "closing a WebSocket peer that stopped answering pings");
                         break Some(close(CloseCode::Away, "no pong"));
                     }
-                    answered = false;
-                    Message::Ping(Bytes::new())
-                },
-            };
-            if ws.send(out).await.is_err() {
-                break None; // the peer is gone or stopped reading (write stall)
+                    self.answered = false;
+                    self.write(Message::Ping(Bytes::new()));
+                }
             }
         };
         // No longer a subscriber, nor reachable by `client.send`.
-        drop(frames);
-        self.client.direct.close();
-        if let Some(message) = closing {
-            let _ = tokio::time::timeout(CLOSE_GRACE, async {
-                let _ = ws.send(message).await;
-                // Let tungstenite see the peer's close reply, briefly.
-                while let Some(Ok(_)) = ws.next().await {}
-            })
-            .await;
+        drop(subscribed);
+        self.client.take();
+        if self.sink.end() != Some(End::Failed) {
+            if let Some(frame) = closing {
+                let mut io = Io {
+                    socket: &self.socket,
+                    sink: &self.sink,
+                };
+                let _ = self.ws.close(&mut io, Some(frame));
+            }
+            let _ = tokio::time::timeout(CLOSE_GRACE, self.finish()).await;
         }
+        self.sink.release();
         self.to_script(WsEvent::Close);
         tracing::debug!(client = %self.record.id, "WebSocket closed");
     }
 
+    /// Lets the last frames (a close frame among them) go out and the peer's
+    /// close reply come in.
+    async fn finish(&mut self) {
+        loop {
+            if self.sink.flush().is_err() {
+                return;
+            }
+            let pending = self.sink.pending();
+            if !pending && !self.ws.can_read() {
+                return; // both close frames are through
+            }
+            tokio::select! {
+                ready = self.socket.writable(), if pending => {
+                    if ready.is_err() {
+                        return;
+                    }
+                }
+                ready = self.socket.readable() => {
+                    if ready.is_err() || self.read().is_err() && !self.sink.pending() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads the client's frames until the socket has no more (or
+    /// `READS_PER_TURN` of them); `Err` ends the connection, with a close
+    /// frame to send if it is `Some`.
+    fn read(&mut self) -> Result<(), Option<CloseFrame>> {
+        for _ in 0..READS_PER_TURN {
+            let mut io = Io {
+                socket: &self.socket,
+                sink: &self.sink,
+            };
+            let message = match self.ws.read(&mut io) {
+                Ok(message) => message,
+                Err(WsError::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(WsError::Capacity(CapacityError::MessageTooLong { .. })) => {
+                    return Err(Some(close(CloseCode::Size, "message too big")))
+                }
+                Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => return Err(None),
+                Err(e) => {
+                    tracing::debug!(client = %self.record.id, "WebSocket read failed: {e}");
+                    return Err(None);
+                }
+            };
+            self.answered = true;
+            self.received(message)?;
+        }
+        Ok(())
+    }
+
+    /// Writes one message of the connection's own (through the sink).
+    fn write(&mut self, message: Message) {
+        let mut io = Io {
+            socket: &self.socket,
+            sink: &self.sink,
+        };
+        if self.ws.write(&mut io, message).is_ok() {
+            let _ = self.ws.flush(&mut io);
+        }
+    }
+
     /// A frame from the client; `Err` ends the connection (with a close frame).
-    fn received(&mut self, message: Message) -> Result<(), Option<Message>> {
+    fn received(&mut self, message: Message) -> Result<(), Option<CloseFrame>> {
         let event = match message {
             Message::Text(text) => WsEvent::Text(text.as_str().to_string()),
             Message::Binary(bytes) => WsEvent::Binary(bytes.to_vec()),
-            Message::Close(_) => return Err(None), // tungstenite answers it
+            Message::Close(_) => {
+                // tungstenite queued the reply; `finish` sends it.
+                let mut io = Io {
+                    socket: &self.socket,
+                    sink: &self.sink,
+                };
+                let _ = self.ws.flush(&mut io);
+                return Err(None);
+            }
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return Ok(()),
         };
         let limit = self.app.settings.ws_messages_per_sec;

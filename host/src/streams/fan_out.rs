@@ -1,9 +1,11 @@
 //! Putting a frame in its stream's broadcast ring, which wakes the stream's
-//! subscribers, while keeping a stalled subscriber from pinning more than
-//! `lag_bytes` of frames. A small audience (up to `INLINE_AUDIENCE`) is woken
-//! by the sender itself, in its turn, with no thread hand-off; a larger one
-//! by the hub's fan-out thread, so a script's send never waits on thousands
-//! of wake-ups. Either way a stream's frames reach its ring in id order.
+//! SSE subscribers, while keeping a stalled subscriber from pinning more than
+//! `lag_bytes` of frames; and writing it to the stream's WebSocket
+//! subscribers' sockets (`sink.rs`). A small audience (up to
+//! `INLINE_AUDIENCE`) is served by the sender itself, in its turn, with no
+//! thread hand-off; a larger one by the hub's fan-out thread, so a script's
+//! send never waits on thousands of wake-ups or writes. Either way a
+//! stream's frames reach its ring and its sockets in id order.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,6 +16,7 @@ use tokio::sync::broadcast;
 use super::frame::Frame;
 use super::limits::HubLimits;
 use super::lock;
+use super::sink::Subscriber;
 
 /// A frame as it sits in a stream's broadcast ring. The ring keeps its last
 /// `lag` entries for as long as any subscriber has not read them, so a stalled
@@ -33,6 +36,13 @@ pub(super) struct Ring {
     /// Frames of this ring queued to the fan-out thread and not yet in the
     /// ring; while there are any, later frames queue behind them.
     queued: AtomicUsize,
+    /// The WebSocket subscribers, written to by whoever delivers a frame.
+    sinks: Mutex<Vec<Subscriber>>,
+    /// New ones, moved to `sinks` before the next frame is delivered: a
+    /// subscriber joins without waiting for a delivery in progress.
+    joining: Mutex<Vec<Subscriber>>,
+    /// WebSocket subscribers not yet left.
+    sink_count: AtomicUsize,
 }
 
 impl Ring {
@@ -42,6 +52,9 @@ impl Ring {
             tx: broadcast::channel(lag.max(1)).0,
             window: Mutex::new(Window::default()),
             queued: AtomicUsize::new(0),
+            sinks: Mutex::new(Vec::new()),
+            joining: Mutex::new(Vec::new()),
+            sink_count: AtomicUsize::new(0),
         }
     }
 
@@ -49,9 +62,43 @@ impl Ring {
         self.tx.subscribe()
     }
 
-    /// How many subscribers read from it.
+    /// Adds a WebSocket subscriber; it gets the frames delivered from now on
+    /// (the caller holds the stream's lock, so those are the ones numbered
+    /// from now on). Also forgets those that left, unless a delivery is
+    /// under way (it does that itself).
+    pub(super) fn join(&self, subscriber: Subscriber) {
+        self.sink_count.fetch_add(1, Ordering::Relaxed);
+        lock(&self.joining).push(subscriber);
+        if let Ok(mut sinks) = self.sinks.try_lock() {
+            self.admit(&mut sinks);
+            sinks.retain(|s| !s.left());
+        }
+    }
+
+    /// A WebSocket subscriber left (its `Subscriber::left` is set).
+    pub(super) fn leave(&self) {
+        self.sink_count.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn admit(&self, sinks: &mut Vec<Subscriber>) {
+        sinks.append(&mut lock(&self.joining));
+    }
+
+    /// How many subscribers read from it, of either transport.
     pub(super) fn receiver_count(&self) -> usize {
-        self.tx.receiver_count()
+        self.tx.receiver_count() + self.sink_count.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Ring {
+    /// The stream is gone: its WebSocket subscribers close (as the SSE ones
+    /// do when the broadcast sender goes).
+    fn drop(&mut self) {
+        let sinks = self.sinks.get_mut().unwrap_or_else(|e| e.into_inner());
+        let joining = self.joining.get_mut().unwrap_or_else(|e| e.into_inner());
+        for subscriber in sinks.iter().chain(joining.iter()) {
+            subscriber.sink.close_stream();
+        }
     }
 }
 
@@ -109,11 +156,22 @@ impl FanOut {
 }
 
 fn deliver(ring: &Ring, frame: Arc<Frame>, lag_bytes: usize, len: usize) {
-    let size = frame.bytes.len();
-    let cell = Arc::new(Cell::from(Some(frame)));
-    let mut window = lock(&ring.window);
-    window.push(&cell, size, lag_bytes, len);
-    let _ = ring.tx.send(cell); // Err: nobody is listening
+    // SSE subscribers are only woken here: first, then the sockets' writes.
+    if ring.tx.receiver_count() > 0 {
+        let cell = Arc::new(Cell::from(Some(frame.clone())));
+        let mut window = lock(&ring.window);
+        window.push(&cell, frame.bytes.len(), lag_bytes, len);
+        let _ = ring.tx.send(cell); // Err: they all left meanwhile
+    }
+    let mut sinks = lock(&ring.sinks);
+    ring.admit(&mut sinks);
+    sinks.retain(|subscriber| {
+        let stays = !subscriber.left();
+        if stays {
+            subscriber.offer(&frame);
+        }
+        stays
+    });
 }
 
 /// Starts the fan-out thread for a hub with `limits`.

@@ -1,7 +1,8 @@
 //! One stream event, encoded once: its SSE frame and, beside it, its
-//! WebSocket text, shared by every subscriber of either transport.
+//! WebSocket frame, shared by every subscriber of either transport.
 
 use bytes::Bytes;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 
 use super::filter::{matches, Params};
 
@@ -14,8 +15,9 @@ pub struct Frame {
     pub id: u64,
     /// The SSE frame.
     pub bytes: Bytes,
-    /// The same event as one WebSocket text message (UTF-8 JSON).
-    pub json: Bytes,
+    /// The same event as one whole WebSocket text frame (server frames are
+    /// not masked, so these bytes are the same for every connection).
+    pub ws: Bytes,
     filter: Option<Params>,
 }
 
@@ -26,7 +28,7 @@ impl Frame {
         Frame {
             id,
             bytes: encode_frame(Some(id), None, json),
-            json: encode_json(Some(id), json),
+            ws: ws_text(encode_json(Some(id), json)),
             filter,
         }
     }
@@ -38,7 +40,9 @@ impl Frame {
         Frame {
             id: 0,
             bytes: encode_frame(None, Some(MISSED_EVENT), &gap),
-            json: Bytes::from(format!("{{\"event\":\"{MISSED_EVENT}\",\"data\":{gap}}}")),
+            ws: ws_text(Bytes::from(format!(
+                "{{\"event\":\"{MISSED_EVENT}\",\"data\":{gap}}}"
+            ))),
             filter: None,
         }
     }
@@ -96,6 +100,20 @@ fn sse_lines(data: &str) -> impl Iterator<Item = &str> {
     .flat_map(|line| line.split('\r'))
 }
 
+/// One WebSocket text frame (final, unmasked: a server's) carrying `text`,
+/// which must be UTF-8; framed by tungstenite.
+pub fn ws_text(text: Bytes) -> Bytes {
+    let frame = tokio_tungstenite::tungstenite::protocol::frame::Frame::message(
+        text,
+        OpCode::Data(Data::Text),
+        true,
+    );
+    let mut out = Vec::with_capacity(frame.len());
+    // Writing into a Vec cannot fail.
+    let _ = frame.format(&mut out);
+    Bytes::from(out)
+}
+
 /// The WebSocket text of an event: `{"id":n,"data":...}`, or without the id.
 pub fn encode_json(id: Option<u64>, data: &str) -> Bytes {
     Bytes::from(match id {
@@ -122,6 +140,13 @@ mod tests {
             &encode_frame(None, Some("missed"), "{}")[..],
             b"event: missed\ndata: {}\n\n"
         );
+    }
+
+    #[test]
+    fn websocket_frames_are_whole_unmasked_text_frames() {
+        assert_eq!(&ws_text(Bytes::from_static(b"hi"))[..], b"\x81\x02hi");
+        let long = ws_text(Bytes::from(vec![b'a'; 200]));
+        assert_eq!((&long[..4], long.len()), (&b"\x81\x7e\x00\xc8"[..], 204));
     }
 
     #[test]

@@ -25,7 +25,8 @@
 //! - `frame.rs`        one event encoded once: SSE frame and WebSocket text
 //! - `filter.rs`       which subscribers a message's filter picks
 //! - `replay.rs`       the bounded replay buffer and what a resuming subscriber gets
-//! - `fan_out.rs`      putting frames in the rings (inline, or the fan-out thread); the byte window
+//! - `fan_out.rs`      putting frames in the rings and sockets (inline, or the fan-out thread); the byte window
+//! - `sink.rs`         a WebSocket subscriber's socket, written from the fan-out, and its queue
 //! - `subscription.rs` subscribing: caps, replay then live frames, lag, counts
 //! - `publisher.rs`    `Publisher`: where messages go to be numbered in cluster mode
 //! - `cluster.rs`      the hub's side of cluster mode: `deliver`, catch-up, restarts
@@ -40,6 +41,7 @@ mod hub;
 mod limits;
 mod publisher;
 mod replay;
+mod sink;
 mod subscription;
 #[cfg(test)]
 mod testing;
@@ -48,11 +50,12 @@ use std::sync::{Mutex, PoisonError};
 
 pub use cluster::Delivered;
 pub use filter::Params;
-pub use frame::{encode_frame, encode_json, Frame, MISSED_EVENT};
+pub use frame::{encode_frame, encode_json, ws_text, Frame, MISSED_EVENT};
 pub use hub::Hub;
 pub use limits::HubLimits;
 pub use publisher::{Outgoing, Publisher, Settle};
-pub use subscription::{sse_bytes, Lagged, SubscribeError, Transport};
+pub use sink::{End, Sink};
+pub use subscription::{sse_bytes, Lagged, SinkSubscription, SubscribeError, Transport};
 
 /// Every lock of the hub holds data that stays consistent between statements,
 /// so a panic elsewhere while one was held does not make it unusable.

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
-use super::{sse_bytes, Hub, HubLimits, Params, SubscribeError, Transport};
+use super::{sse_bytes, Hub, HubLimits, Params, SubscribeError};
 
 impl Hub {
     /// An SSE subscription's bytes, as the server's SSE paths write them.
@@ -13,7 +13,7 @@ impl Hub {
         last_event_id: Option<u64>,
         params: Params,
     ) -> Result<impl Stream<Item = Bytes> + Send + 'static, SubscribeError> {
-        let frames = self.subscribe_frames(path, last_event_id, params, Transport::Sse)?;
+        let frames = self.subscribe_frames(path, last_event_id, params)?;
         Ok(sse_bytes(frames))
     }
 }
