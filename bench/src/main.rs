@@ -8,8 +8,9 @@
 //! memory per subscriber, memory (RSS and PSS) and load time per script,
 //! re-instantiation after a limit trip, hot-reload latency, WebSocket
 //! fan-out and round trip, durable storage, cluster mode (two nodes through
-//! Redis). `--quick` shortens every run (for a smoke test). A full run rewrites BENCHMARKS.md; `cluster` run alone
-//! replaces only its own section there.
+//! Redis). `--quick` shortens every run (for a smoke test). A full run rewrites
+//! BENCHMARKS.md; some sections run alone (`bench/run.sh websocket cluster`)
+//! replace only their own sections there.
 
 mod clients;
 mod cluster;
@@ -559,8 +560,17 @@ async fn bench(args: Vec<String>) -> Result<()> {
     b.say("- all servers run the same `scripts/` (the seed examples) plus `bench/scripts/json.js`; aiwebengine is the release build with default limits unless a row says otherwise");
 
     let wants = |s: &str| only.is_empty() || only.contains(&s);
+    // What each section run wrote, to replace just those in BENCHMARKS.md
+    // when only some ran.
+    let mut ran: Vec<(&str, String)> = Vec::new();
+    let mut from = b.out.len();
+    let mut done = |name: &'static str, b: &Bench, ran: &mut Vec<(&str, String)>| {
+        ran.push((name, b.out[from..].to_string()));
+        from = b.out.len();
+    };
     if wants("startup") {
         startup(&mut b).await?;
+        done("startup", &b, &mut ran);
     }
     if wants("throughput") {
         let routes = [
@@ -575,6 +585,7 @@ async fn bench(args: Vec<String>) -> Result<()> {
         ];
         let kinds = b.contenders();
         throughput(&mut b, "Throughput and latency", &kinds, &routes).await?;
+        done("throughput", &b, &mut ran);
     }
     if wants("isolation") {
         let kinds = vec![
@@ -599,47 +610,61 @@ async fn bench(args: Vec<String>) -> Result<()> {
             &routes,
         )
         .await?;
+        done("isolation", &b, &mut ran);
     }
     if wants("multicore") {
         multicore::run(&mut b).await?;
+        done("multicore", &b, &mut ran);
     }
     if wants("fanout") {
         fan_out(&mut b).await?;
+        done("fanout", &b, &mut ran);
     }
     if wants("websocket") {
         websocket::run(&mut b).await?;
+        done("websocket", &b, &mut ran);
     }
     if wants("scripts") {
         many_scripts(&mut b).await?;
+        done("scripts", &b, &mut ran);
     }
     if wants("restart") {
         restart::run(&mut b).await?;
+        done("restart", &b, &mut ran);
     }
     if wants("reload") {
         reload(&mut b).await?;
+        done("reload", &b, &mut ran);
     }
     if wants("storage") {
         storage::run(&mut b).await?;
+        done("storage", &b, &mut ran);
     }
-    let mut cluster_text = None;
     if wants("cluster") {
-        let from = b.out.len();
         cluster::run(&mut b).await?;
-        cluster_text = Some(b.out[from..].to_string());
+        done("cluster", &b, &mut ran);
     }
     if !quick && only.is_empty() {
         std::fs::write(b.root.join("BENCHMARKS.md"), &b.out)?;
         println!("\nwrote BENCHMARKS.md");
-    } else if let (false, Some(text)) = (quick, cluster_text) {
-        // Run without the other sections: keep their numbers, replace ours.
+    } else if !quick {
+        // Some sections alone: keep the others' numbers, replace theirs.
         let path = b.root.join("BENCHMARKS.md");
-        let old = std::fs::read_to_string(&path).unwrap_or_default();
-        let note = format!(
-            "\n_This section: `bench/run.sh cluster`, {started}, {}._\n",
-            machine()
-        );
-        std::fs::write(&path, splice(&old, "## Cluster", &format!("{text}{note}")))?;
-        println!("\nreplaced the cluster section of BENCHMARKS.md");
+        let mut doc = std::fs::read_to_string(&path).unwrap_or_default();
+        for (name, text) in &ran {
+            let Some(heading) = text.trim_start().lines().next() else {
+                continue;
+            };
+            // "## WebSocket: fan-out, ..." is found by "## WebSocket".
+            let heading = heading.split(':').next().unwrap_or(heading);
+            let note = format!(
+                "\n_This section: `bench/run.sh {name}`, {started}, {}._\n",
+                machine()
+            );
+            doc = splice(&doc, heading, &format!("{text}{note}"));
+            println!("\nreplaced the {name} section of BENCHMARKS.md");
+        }
+        std::fs::write(&path, doc)?;
     }
     let _ = std::fs::remove_dir_all(&work);
     Ok(())

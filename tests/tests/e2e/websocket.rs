@@ -356,3 +356,49 @@ async fn shutdown_closes_websockets_with_1001() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_gets_whole_frames_then_1013() {
+    let server = room_with(|s| s.hub.lag = 8).await;
+    let mut slow = connect(&server, "/plain").await; // reads nothing for now
+    let big = "y".repeat(64 << 10);
+    // Far more than the kernel buffers of a loopback connection hold; the
+    // rest waits on the server, up to 8 frames, then the client is cut.
+    let mut sent = 0;
+    while sent < 600 {
+        send(&server, "/send/plain", json!(big)).await;
+        sent += 1;
+        if sent % 50 == 0 && stream_entry(&server.routes().await, "/plain")["websocket"] == 0 {
+            break;
+        }
+    }
+    assert!(sent < 600, "a client that reads nothing was never cut");
+    // What it finally reads: messages 1, 2, 3... each whole, then the close.
+    let mut next_id = 1;
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    let code = loop {
+        match tokio::time::timeout_at(deadline, slow.next()).await {
+            Err(_) => panic!("the server did not close the connection"),
+            Ok(Some(Ok(Message::Text(text)))) => {
+                let v: Value = serde_json::from_str(text.as_str()).expect("a whole JSON frame");
+                assert_eq!(
+                    (&v["id"], v["data"].as_str().map(str::len)),
+                    (&json!(next_id), Some(big.len()))
+                );
+                next_id += 1;
+            }
+            Ok(Some(Ok(Message::Close(frame)))) => break frame.map(|f| f.code),
+            Ok(other) => panic!("expected text frames then a close, got {other:?}"),
+        }
+    };
+    assert_eq!(code, Some(CloseCode::Again));
+    assert!(
+        next_id > 1 && next_id <= sent,
+        "read {} of {sent}",
+        next_id - 1
+    );
+    // The stream goes on for the others.
+    let mut fresh = connect(&server, "/plain").await;
+    send(&server, "/send/plain", json!("after")).await;
+    assert_eq!(next_json(&mut fresh).await["data"], "after");
+}
