@@ -152,6 +152,15 @@ fn close(code: CloseCode, reason: &'static str) -> CloseFrame {
     }
 }
 
+/// What a `read` ended on.
+enum Read {
+    /// The socket has no more for now.
+    Drained,
+    /// A message went to the script (or many frames were read): the
+    /// connection lets other tasks run before it reads on.
+    ForScript,
+}
+
 /// tungstenite's view of the connection: it reads the socket, and what it
 /// writes (pongs, close frames, our pings) goes out through the sink, in
 /// order with the hub's frames.
@@ -274,8 +283,13 @@ impl Connection {
                     if ready.is_err() {
                         break None;
                     }
-                    if let Err(closing) = self.read() {
-                        break closing;
+                    match self.read() {
+                        // Let the script's turn (and its broadcast) run before
+                        // this connection reads on, which ends in one more
+                        // read syscall finding the socket empty.
+                        Ok(Read::ForScript) => tokio::task::yield_now().await,
+                        Ok(Read::Drained) => {}
+                        Err(closing) => break closing,
                     }
                 }
                 _ = ping.tick() => {
@@ -332,10 +346,10 @@ impl Connection {
         }
     }
 
-    /// Reads the client's frames until the socket has no more (or
-    /// `READS_PER_TURN` of them); `Err` ends the connection, with a close
-    /// frame to send if it is `Some`.
-    fn read(&mut self) -> Result<(), Option<CloseFrame>> {
+    /// Reads the client's frames until the socket has no more, one was
+    /// queued for the script, or after `READS_PER_TURN` of them; `Err` ends
+    /// the connection, with a close frame to send if it is `Some`.
+    fn read(&mut self) -> Result<Read, Option<CloseFrame>> {
         for _ in 0..READS_PER_TURN {
             let mut io = Io {
                 socket: &self.socket,
@@ -343,7 +357,9 @@ impl Connection {
             };
             let message = match self.ws.read(&mut io) {
                 Ok(message) => message,
-                Err(WsError::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(WsError::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    return Ok(Read::Drained)
+                }
                 Err(WsError::Capacity(CapacityError::MessageTooLong { .. })) => {
                     return Err(Some(close(CloseCode::Size, "message too big")))
                 }
@@ -354,9 +370,11 @@ impl Connection {
                 }
             };
             self.answered = true;
-            self.received(message)?;
+            if self.received(message)? {
+                return Ok(Read::ForScript);
+            }
         }
-        Ok(())
+        Ok(Read::ForScript) // more may wait: the socket is still readable
     }
 
     /// Writes one message of the connection's own (through the sink).
@@ -370,8 +388,9 @@ impl Connection {
         }
     }
 
-    /// A frame from the client; `Err` ends the connection (with a close frame).
-    fn received(&mut self, message: Message) -> Result<(), Option<CloseFrame>> {
+    /// A frame from the client: true when it went to the script; `Err` ends
+    /// the connection (with a close frame).
+    fn received(&mut self, message: Message) -> Result<bool, Option<CloseFrame>> {
         let event = match message {
             Message::Text(text) => WsEvent::Text(text.as_str().to_string()),
             Message::Binary(bytes) => WsEvent::Binary(bytes.to_vec()),
@@ -384,7 +403,7 @@ impl Connection {
                 let _ = self.ws.flush(&mut io);
                 return Err(None);
             }
-            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return Ok(()),
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return Ok(false),
         };
         let limit = self.app.settings.ws_messages_per_sec;
         let now = Instant::now();
@@ -397,7 +416,7 @@ impl Connection {
             return Err(Some(close(CloseCode::Policy, "too many messages")));
         }
         self.to_script(event);
-        Ok(())
+        Ok(true)
     }
 
     /// Queues `event` for the script serving the stream now (a reload may have
