@@ -262,10 +262,14 @@ impl Connection {
                 (Some(End::Failed), _) => break None,
                 _ => {}
             }
-            if !pending {
-                stalled = None;
-            }
-            let stall_at = *stalled.get_or_insert_with(Instant::now) + stall_limit;
+            // The stall clock runs from when frames started waiting.
+            let stall_at = match pending {
+                true => *stalled.get_or_insert_with(Instant::now) + stall_limit,
+                false => {
+                    stalled = None;
+                    Instant::now() + stall_limit // (not polled)
+                }
+            };
             tokio::select! {
                 biased;
                 _ = self.sink.ready() => {}

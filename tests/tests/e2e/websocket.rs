@@ -402,3 +402,35 @@ async fn a_client_that_stops_reading_gets_whole_frames_then_1013() {
     send(&server, "/send/plain", json!("after")).await;
     assert_eq!(next_json(&mut fresh).await["data"], "after");
 }
+
+#[tokio::test]
+async fn a_client_that_takes_no_data_for_the_stall_limit_is_closed() {
+    let server = room_with(|s| s.write_stall = Duration::from_secs(1)).await;
+    let _idle = connect(&server, "/plain").await; // reads nothing, ever
+    let routes = || async { stream_entry(&server.routes().await, "/plain")["websocket"].clone() };
+    // Idle for longer than the stall limit: that alone is no stall.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(routes().await, 1);
+    // Then more than the loopback buffers hold (but far less than the lag
+    // caps): what waits on the server goes nowhere for a second.
+    let big = "y".repeat(64 << 10);
+    for _ in 0..300 {
+        send(&server, "/send/plain", json!(big)).await;
+    }
+    assert_eq!(routes().await, 1, "cut at once, not after the stall limit");
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while routes().await != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stalled client was never cut"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let metrics = server.get_text("/_engine/metrics").await.1;
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("aiwebengine_connection_write_stalls_total") && !l.ends_with(" 0")
+        ),
+        "{metrics}"
+    );
+}
