@@ -1,15 +1,18 @@
-//! The stream hub: one broadcast ring per stream path, plus a bounded replay buffer.
+//! The stream hub: per stream path, a broadcast ring for SSE subscribers, the
+//! sockets of WebSocket ones, and a bounded replay buffer.
 //!
 //! A message is encoded once into its SSE frame and, beside it, its WebSocket
-//! text (`{"id":n,"data":...}`); the same bytes are shared by every subscriber
-//! of either transport. The sender (a script's turn) numbers the frame and
-//! keeps it for replay; a small audience (up to 64) it wakes itself, a larger
-//! one is queued to the hub's fan-out thread, which puts the frame in the
-//! stream's ring and wakes the subscribers, so a broadcast costs the script
-//! little whatever the audience (a filtered one also counts who it reached).
-//! Each subscriber reads from the ring at its own pace; one that falls a whole
-//! ring behind is disconnected (its EventSource reconnects and replays), never
-//! buffered without bound.
+//! frame (text `{"id":n,"data":...}`); the same bytes are shared by every
+//! subscriber of either transport. The sender (a script's turn) numbers the
+//! frame and keeps it for replay; a small audience (up to 64) it serves
+//! itself, a larger one is queued to the hub's fan-out thread. Serving a frame
+//! puts it in the stream's ring, waking the SSE subscribers, and writes it to
+//! each WebSocket subscriber's socket without blocking (`sink.rs`), so a
+//! broadcast costs the script little whatever the audience (a filtered one
+//! also counts who it reached). An SSE subscriber reads from the ring at its
+//! own pace; a WebSocket one has what its socket did not take queued. One
+//! that falls too far behind is disconnected (it reconnects and replays),
+//! never buffered without bound.
 //!
 //! No gap, no duplicate: numbering, replay and queueing happen under the
 //! stream's lock, as does subscribing, which notes the first id it has not yet
