@@ -19,6 +19,7 @@
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt as _;
@@ -52,7 +53,8 @@ pub enum Job {
     },
     /// A WebSocket connection opened, sent a message or closed (no reply).
     WebSocket {
-        client: WsClient,
+        /// Shared with the connection: one copy of its id, path and query.
+        client: Arc<WsClient>,
         event: WsEvent,
     },
 }
@@ -110,7 +112,7 @@ impl Call<'_> {
 /// A turn's worth of work, as `guarded` runs it.
 enum Work {
     Handle(Request, Reply),
-    WebSocket(WsClient, WsEvent),
+    WebSocket(Arc<WsClient>, WsEvent),
     Fetched(fetch::Done),
     Timer,
 }

@@ -193,7 +193,7 @@ struct Connection {
     app: Arc<App>,
     /// Registered for `client.send` until the connection closes.
     client: Option<Client>,
-    record: WsClient,
+    record: Arc<WsClient>,
     sink: Arc<Sink>,
     socket: Arc<TcpStream>,
     ws: WebSocketContext,
@@ -212,11 +212,11 @@ impl Connection {
         socket: Arc<TcpStream>,
         ws: WebSocketContext,
     ) -> Self {
-        let record = WsClient {
+        let record = Arc::new(WsClient {
             id: client.id.clone(),
             path: client.path.clone(),
             params,
-        };
+        });
         Connection {
             app,
             client: Some(client),
