@@ -45,9 +45,13 @@
       checkPath("registerStreamRoute", path);
       host.registerStream(path);
     },
+    // The hot path of every broadcast: the checks inline, helpers only
+    // for what is rare (a bad path, a filter).
     sendStreamMessage(path, data, filter) {
-      checkPath("sendStreamMessage", path);
-      return host.sendStreamMessage(path, serialise(data), filterPairs(filter));
+      if (typeof path !== "string" || path[0] !== "/") checkPath("sendStreamMessage", path);
+      const json = JSON.stringify(data);
+      const pairs = filter === undefined || filter === null ? [] : filterPairs(filter);
+      return host.sendStreamMessage(path, json === undefined ? "null" : json, pairs);
     },
   };
 

@@ -59,7 +59,7 @@
 
   // Called by the host, one event per turn: "open", "message" or "close".
   function dispatch(kind, id, path, params, message) {
-    const client = clientOf(id, params);
+    const client = clients.get(id) || clientOf(id, params);
     if (kind === "close") clients.delete(id);
     const handlers = streams.get(path);
     if (!handlers) return;

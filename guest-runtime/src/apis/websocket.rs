@@ -2,7 +2,9 @@
 //! `__aiwe_ws_host` functions `websocket.js` wraps, and the `on-event` export
 //! that runs a stream's `onOpen` / `onMessage` / `onClose` handler.
 
-use javy::quickjs::{prelude::Func, Ctx, Function, Object, Result, TypedArray, Value};
+use std::cell::OnceCell;
+
+use javy::quickjs::{prelude::Func, Ctx, Function, Object, Persistent, Result, TypedArray, Value};
 
 use crate::aiwebengine::script::host::{log, LogLevel};
 use crate::aiwebengine::script::websocket;
@@ -29,13 +31,28 @@ pub fn register(cx: &Ctx<'_>) -> Result<()> {
     cx.globals().set("__aiwe_ws_host", raw)
 }
 
+thread_local! {
+    /// `websocket.js`'s `dispatch`, looked up once.
+    static DISPATCH: OnceCell<Persistent<Function<'static>>> = const { OnceCell::new() };
+}
+
+/// `websocket.js`'s `dispatch`, in `cx`.
+fn dispatch<'js>(cx: &Ctx<'js>) -> Result<Function<'js>> {
+    if let Some(saved) = DISPATCH.with(|cell| cell.get().cloned()) {
+        return saved.restore(cx);
+    }
+    let api: Object = cx.globals().get("__aiwe_websocket")?;
+    let dispatch: Function = api.get("dispatch")?;
+    let _ = DISPATCH.with(|cell| cell.set(Persistent::save(cx, dispatch.clone())));
+    Ok(dispatch)
+}
+
 impl Guest for crate::Component {
     fn on_event(client: Client, event: Event) {
         runtime::start_call();
         runtime::with(|cx| {
             let run = (|| {
-                let api: Object = cx.globals().get("__aiwe_websocket")?;
-                let dispatch: Function = api.get("dispatch")?;
+                let dispatch = dispatch(&cx)?;
                 let params = Object::new(cx.clone())?;
                 for (k, v) in &client.params {
                     params.set(k.as_str(), v.as_str())?;
