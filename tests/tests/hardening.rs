@@ -269,8 +269,7 @@ async fn d06_a_stalled_subscriber_pins_a_bounded_number_of_bytes() {
         s.hub.lag_bytes = 2 << 20;
         s.hub.replay_bytes = 1 << 20;
         s.write_stall = Duration::from_secs(120);
-        s.limits.fuel = 0;
-        s.limits.cpu_budget = 0;
+        common::no_cpu_limit(s);
     })
     .await;
     let hub = server.engine.app.hub.clone();
@@ -448,8 +447,7 @@ routeRegistry.registerRoute("GET", "/log", () => {
 routeRegistry.registerRoute("GET", "/after", () => { console.log("c11-after"); return { body: "ok" }; });
 "#;
     let server = TestServer::start_with(&[("c11.js", script)], |s| {
-        s.limits.fuel = 0;
-        s.limits.cpu_budget = 0;
+        common::no_cpu_limit(s);
     })
     .await;
     assert_eq!(server.get_text("/log").await.0, 200);

@@ -45,6 +45,13 @@ pub fn fixture(name: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// Turns both CPU limits off (QuickJS's budget and wasm fuel), for scripts
+/// doing honest heavy work or that something else must stop.
+pub fn no_cpu_limit(s: &mut Settings) {
+    s.limits.cpu_budget = 0;
+    s.limits.fuel = 0;
+}
+
 pub fn settings(dir: &Path) -> Settings {
     let mut settings = Settings::new(dir);
     settings.cache_dir = Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("guest-cache"));

@@ -107,8 +107,7 @@ async fn the_cpu_budget_is_per_call_and_counts_work_not_time() {
 async fn without_a_cpu_budget_the_wall_clock_deadline_stops_a_loop() {
     let source = fixture("hostile/infinite_loop.js");
     let server = TestServer::start_with(&[("infinite_loop.js", &source)], |s| {
-        s.limits.fuel = 0;
-        s.limits.cpu_budget = 0;
+        common::no_cpu_limit(s);
         s.limits.timeout = Duration::from_millis(300);
     })
     .await;
@@ -191,8 +190,7 @@ async fn a_full_queue_answers_503_with_retry_after_at_once() {
     let server = Arc::new(
         TestServer::start_with(&[("busy_wait.js", &source)], |s| {
             s.queue_depth = 2;
-            s.limits.fuel = 0;
-            s.limits.cpu_budget = 0;
+            common::no_cpu_limit(s);
             s.limits.timeout = Duration::ZERO;
         })
         .await,

@@ -248,8 +248,7 @@ async fn metrics_after_known_traffic_are_counted_by_route_pattern_and_pass_promt
 async fn a_full_queue_counts_as_an_overload_trip() {
     let server = ops_with(|s| {
         s.queue_depth = 1;
-        s.limits.fuel = 0;
-        s.limits.cpu_budget = 0;
+        common::no_cpu_limit(s);
     })
     .await;
     // One runs, one waits in the queue, the rest are refused at once.
@@ -323,8 +322,7 @@ async fn reloads_and_script_status_are_counted() {
 async fn replays_missed_events_and_lagging_subscribers_are_counted() {
     let server = ops_with(|s| {
         s.hub.lag = 4;
-        s.limits.fuel = 0;
-        s.limits.cpu_budget = 0; // serialising 20 MB is honest work
+        common::no_cpu_limit(s); // serialising 20 MB is honest work
     })
     .await;
     for n in 1..=3 {
@@ -378,8 +376,7 @@ async fn replays_missed_events_and_lagging_subscribers_are_counted() {
 async fn a_stalled_connection_is_counted() {
     let server = ops_with(|s| {
         s.write_stall = Duration::from_secs(1);
-        s.limits.fuel = 0;
-        s.limits.cpu_budget = 0;
+        common::no_cpu_limit(s);
     })
     .await;
     let mut stalled = RawSubscriber::connect(&server.base, "/ops/feed").await;

@@ -283,16 +283,20 @@ async fn array_buffer_and_typed_array_bodies_are_raw_bytes() {
     assert_eq!(bytes("/view").await, [8, 7, 6], "only the view's own bytes");
 }
 
+/// Every value of header `name`, one per line it came on.
+fn header_values(res: &reqwest::Response, name: &str) -> Vec<String> {
+    res.headers()
+        .get_all(name)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect()
+}
+
 #[tokio::test]
 async fn a_header_array_gives_one_line_per_value() {
     let server = TestServer::start(&[("bodies.js", BODIES)]).await;
     let res = server.get("/cookies").await;
-    let cookies: Vec<_> = res
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
-        .collect();
+    let cookies = header_values(&res, "set-cookie");
     assert_eq!(cookies, ["a=1", "b=2"]);
     assert_eq!(res.headers()["x-one"], "only");
 }
@@ -402,12 +406,7 @@ async fn handler_results_are_normalised_by_the_documented_rules() {
     );
     assert_eq!(res.headers()["x-count"], "5");
     assert!(res.headers().get("x-skip").is_none());
-    let many: Vec<_> = res
-        .headers()
-        .get_all("x-many")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
-        .collect();
+    let many = header_values(&res, "x-many");
     assert_eq!(many, ["1", "true"]);
     assert_eq!(res.text().await.unwrap(), "mine");
     let res = server.get("/data-view").await;

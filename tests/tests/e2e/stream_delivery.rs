@@ -134,7 +134,7 @@ async fn a_subscriber_that_never_reads_is_dropped_while_a_reader_gets_all_20_mb(
         // Long enough that the reader, on a loaded machine, is never taken for
         // a stalled client; short enough for the test's deadlines.
         s.write_stall = Duration::from_secs(3);
-        s.limits.fuel = 0; // serialising 20 MB is honest work, not a runaway
+        common::no_cpu_limit(s); // serialising 20 MB is honest work, not a runaway
     })
     .await;
     // Two that never read: one on a fresh connection (served on the socket),
@@ -397,7 +397,7 @@ async fn a_lagging_subscriber_is_disconnected_and_replays_exactly_what_it_missed
     let server = TestServer::start_with(&[("big.js", BIG_AND_MARKER)], |s| {
         s.hub.lag = 4;
         s.hub.replay_bytes = 64 << 20;
-        s.limits.fuel = 0; // serialising 20 MB is honest work, not a runaway
+        common::no_cpu_limit(s); // serialising 20 MB is honest work, not a runaway
     })
     .await;
     // Does not read while the messages go out: its socket fills up, its writer
