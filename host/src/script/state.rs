@@ -86,6 +86,14 @@ impl HostState {
             cpu_exhausted: false,
         }
     }
+
+    /// The limits the last call ran into, for `limits::classify`.
+    pub fn tripped(&self) -> crate::limits::Tripped {
+        crate::limits::Tripped {
+            memory: self.memory.exceeded,
+            cpu_budget: self.cpu_exhausted,
+        }
+    }
 }
 
 impl WasiView for HostState {
@@ -93,16 +101,6 @@ impl WasiView for HostState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
-        }
-    }
-}
-
-impl HostState {
-    /// The limits the last call ran into, for `limits::classify`.
-    pub fn tripped(&self) -> crate::limits::Tripped {
-        crate::limits::Tripped {
-            memory: self.memory.exceeded,
-            cpu_budget: self.cpu_exhausted,
         }
     }
 }

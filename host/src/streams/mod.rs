@@ -58,7 +58,7 @@ pub use hub::Hub;
 pub use limits::HubLimits;
 pub use publisher::{Outgoing, Publisher, Settle};
 pub use sink::{End, Sink};
-pub use subscription::{sse_bytes, Lagged, SinkSubscription, SubscribeError, Transport};
+pub use subscription::{sse_bytes, Lagged, SinkSubscription, SubscribeError};
 
 /// Every lock of the hub holds data that stays consistent between statements,
 /// so a panic elsewhere while one was held does not make it unusable.

@@ -17,7 +17,7 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -284,7 +284,7 @@ pub(super) struct Subscriber {
     pub(super) live_from: Option<Arc<AtomicU64>>,
     pub(super) params: Arc<Params>,
     /// Set when the subscription is dropped; the ring forgets it then.
-    pub(super) left: Arc<std::sync::atomic::AtomicBool>,
+    pub(super) left: Arc<AtomicBool>,
 }
 
 impl Subscriber {

@@ -21,13 +21,6 @@ use super::sink::{Sink, Subscriber};
 #[derive(Debug, PartialEq, Eq)]
 pub struct Lagged;
 
-/// Which transport a subscriber uses (counted apart for `/_engine`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Transport {
-    Sse,
-    WebSocket,
-}
-
 #[derive(Debug, PartialEq, Eq)]
 pub enum SubscribeError {
     NoStream,
@@ -48,21 +41,25 @@ struct Subscription {
     id: u64,
     total: Arc<AtomicUsize>,
     subscribers: Arc<Mutex<HashMap<u64, Arc<Params>>>>,
-    websockets: Option<Arc<AtomicUsize>>,
-    /// A WebSocket subscriber's ring (weak: the stream's end must drop it,
-    /// which is what ends the sinks) and the flag it forgets it by.
-    sink: Option<(Weak<Ring>, Arc<AtomicBool>)>,
+    websocket: Option<WebSocketCount>,
+}
+
+/// What a WebSocket subscriber also holds: the stream's count of them (shown
+/// apart in `/_engine`), its ring (weak: the stream's end must drop it, which
+/// is what ends the sinks) and the flag the ring forgets it by.
+struct WebSocketCount {
+    count: Arc<AtomicUsize>,
+    ring: Weak<Ring>,
+    left: Arc<AtomicBool>,
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
         self.total.fetch_sub(1, Ordering::Relaxed);
-        if let Some(websockets) = &self.websockets {
-            websockets.fetch_sub(1, Ordering::Relaxed);
-        }
-        if let Some((ring, left)) = &self.sink {
-            left.store(true, Ordering::Release);
-            if let Some(ring) = ring.upgrade() {
+        if let Some(ws) = &self.websocket {
+            ws.count.fetch_sub(1, Ordering::Relaxed);
+            ws.left.store(true, Ordering::Release);
+            if let Some(ring) = ws.ring.upgrade() {
                 ring.leave();
             }
         }
@@ -90,13 +87,13 @@ struct Owed {
 impl Hub {
     /// Opens a subscription to `path`: checks the caps, works out what the
     /// subscriber is owed and, still under the stream's lock (so no frame
-    /// is numbered meanwhile), lets `attach` hook it to the stream.
+    /// is numbered meanwhile), lets `attach` hook it to the stream; a
+    /// WebSocket subscriber's `attach` gives the flag it leaves the ring by.
     fn open<T>(
         &self,
         path: &str,
         last_event_id: Option<u64>,
         params: Params,
-        transport: Transport,
         attach: impl FnOnce(&StreamChannel, &Owed) -> (T, Option<Arc<AtomicBool>>),
     ) -> Result<(T, Owed, Subscription), SubscribeError> {
         let stream = self.get(path).ok_or(SubscribeError::NoStream)?;
@@ -144,16 +141,19 @@ impl Hub {
         };
         let (attached, left) = attach(&stream, &owed);
         drop(state);
-        let websockets = (transport == Transport::WebSocket).then(|| {
+        let websocket = left.map(|left| {
             stream.websockets.fetch_add(1, Ordering::Relaxed);
-            stream.websockets.clone()
+            WebSocketCount {
+                count: stream.websockets.clone(),
+                ring: Arc::downgrade(&stream.ring),
+                left,
+            }
         });
         let guard = Subscription {
             id,
             total: self.total.clone(),
             subscribers: stream.subscribers.clone(),
-            websockets,
-            sink: left.map(|left| (Arc::downgrade(&stream.ring), left)),
+            websocket,
         };
         Ok((attached, owed, guard))
     }
@@ -169,27 +169,21 @@ impl Hub {
         params: Params,
         sink: Arc<Sink>,
     ) -> Result<SinkSubscription, SubscribeError> {
-        let (_, _, guard) = self.open(
-            path,
-            last_event_id,
-            params,
-            Transport::WebSocket,
-            |stream, owed| {
-                sink.count_lag_in(stream.metrics.lagged.clone());
-                for frame in &owed.first {
-                    sink.offer_replayed(&frame.ws);
-                }
-                let left = Arc::new(AtomicBool::new(false));
-                stream.ring.join(Subscriber {
-                    sink: sink.clone(),
-                    first_live: owed.first_live,
-                    live_from: owed.live_from.clone(),
-                    params: owed.params.clone(),
-                    left: left.clone(),
-                });
-                ((), Some(left))
-            },
-        )?;
+        let (_, _, guard) = self.open(path, last_event_id, params, |stream, owed| {
+            sink.count_lag_in(stream.metrics.lagged.clone());
+            for frame in &owed.first {
+                sink.offer_replayed(&frame.ws);
+            }
+            let left = Arc::new(AtomicBool::new(false));
+            stream.ring.join(Subscriber {
+                sink: sink.clone(),
+                first_live: owed.first_live,
+                live_from: owed.live_from.clone(),
+                params: owed.params.clone(),
+                left: left.clone(),
+            });
+            ((), Some(left))
+        })?;
         Ok(SinkSubscription { _guard: guard })
     }
 
@@ -205,7 +199,7 @@ impl Hub {
     ) -> Result<impl Stream<Item = Result<Arc<Frame>, Lagged>> + Send + 'static, SubscribeError>
     {
         let ((rx, lagged_metric), owed, guard) =
-            self.open(path, last_event_id, params, Transport::Sse, |stream, _| {
+            self.open(path, last_event_id, params, |stream, _| {
                 let lagged = stream.metrics.lagged.clone();
                 ((stream.ring.subscribe(), lagged), None)
             })?;
