@@ -560,17 +560,8 @@ async fn bench(args: Vec<String>) -> Result<()> {
     b.say("- all servers run the same `scripts/` (the seed examples) plus `bench/scripts/json.js`; aiwebengine is the release build with default limits unless a row says otherwise");
 
     let wants = |s: &str| only.is_empty() || only.contains(&s);
-    // What each section run wrote, to replace just those in BENCHMARKS.md
-    // when only some ran.
-    let mut ran: Vec<(&str, String)> = Vec::new();
-    let mut from = b.out.len();
-    let mut done = |name: &'static str, b: &Bench, ran: &mut Vec<(&str, String)>| {
-        ran.push((name, b.out[from..].to_string()));
-        from = b.out.len();
-    };
     if wants("startup") {
         startup(&mut b).await?;
-        done("startup", &b, &mut ran);
     }
     if wants("throughput") {
         let routes = [
@@ -585,7 +576,6 @@ async fn bench(args: Vec<String>) -> Result<()> {
         ];
         let kinds = b.contenders();
         throughput(&mut b, "Throughput and latency", &kinds, &routes).await?;
-        done("throughput", &b, &mut ran);
     }
     if wants("isolation") {
         let kinds = vec![
@@ -610,39 +600,30 @@ async fn bench(args: Vec<String>) -> Result<()> {
             &routes,
         )
         .await?;
-        done("isolation", &b, &mut ran);
     }
     if wants("multicore") {
         multicore::run(&mut b).await?;
-        done("multicore", &b, &mut ran);
     }
     if wants("fanout") {
         fan_out(&mut b).await?;
-        done("fanout", &b, &mut ran);
     }
     if wants("websocket") {
         websocket::run(&mut b).await?;
-        done("websocket", &b, &mut ran);
     }
     if wants("scripts") {
         many_scripts(&mut b).await?;
-        done("scripts", &b, &mut ran);
     }
     if wants("restart") {
         restart::run(&mut b).await?;
-        done("restart", &b, &mut ran);
     }
     if wants("reload") {
         reload(&mut b).await?;
-        done("reload", &b, &mut ran);
     }
     if wants("storage") {
         storage::run(&mut b).await?;
-        done("storage", &b, &mut ran);
     }
     if wants("cluster") {
         cluster::run(&mut b).await?;
-        done("cluster", &b, &mut ran);
     }
     if !quick && only.is_empty() {
         std::fs::write(b.root.join("BENCHMARKS.md"), &b.out)?;
@@ -651,18 +632,19 @@ async fn bench(args: Vec<String>) -> Result<()> {
         // Some sections alone: keep the others' numbers, replace theirs.
         let path = b.root.join("BENCHMARKS.md");
         let mut doc = std::fs::read_to_string(&path).unwrap_or_default();
-        for (name, text) in &ran {
-            let Some(heading) = text.trim_start().lines().next() else {
-                continue;
-            };
+        let note = format!(
+            "\n_This section: `bench/run.sh {}`, {started}, {}._\n",
+            only.join(" "),
+            machine()
+        );
+        // Each section this run wrote starts with its `## ` heading.
+        for section in b.out.split("\n## ").skip(1) {
+            let text = format!("## {section}");
             // "## WebSocket: fan-out, ..." is found by "## WebSocket".
+            let heading = text.lines().next().unwrap_or_default();
             let heading = heading.split(':').next().unwrap_or(heading);
-            let note = format!(
-                "\n_This section: `bench/run.sh {name}`, {started}, {}._\n",
-                machine()
-            );
             doc = splice(&doc, heading, &format!("{text}{note}"));
-            println!("\nreplaced the {name} section of BENCHMARKS.md");
+            println!("\nreplaced the section {heading} of BENCHMARKS.md");
         }
         std::fs::write(&path, doc)?;
     }
