@@ -72,8 +72,9 @@ pub fn register(cx: &Ctx<'_>) -> Result<()> {
     raw.set(
         "sendStreamMessage",
         Func::from(
-            |cx: Ctx<'_>, path: Option<String>, json: String, filter: Vec<Vec<String>>| {
+            |cx: Ctx<'_>, path: Option<String>, json: String, filter: Option<Vec<Vec<String>>>| {
                 let filter: Vec<(String, String)> = filter
+                    .unwrap_or_default()
                     .into_iter()
                     .filter_map(|pair| <[String; 2]>::try_from(pair).ok())
                     .map(|[k, v]| (k, v))

@@ -50,7 +50,7 @@
     sendStreamMessage(path, data, filter) {
       if (typeof path !== "string" || path[0] !== "/") checkPath("sendStreamMessage", path);
       const json = JSON.stringify(data);
-      const pairs = filter === undefined || filter === null ? [] : filterPairs(filter);
+      const pairs = filter === undefined || filter === null ? undefined : filterPairs(filter);
       return host.sendStreamMessage(path, json === undefined ? "null" : json, pairs);
     },
   };
@@ -65,7 +65,7 @@
   }
 
   function sendStreamMessage(data) {
-    return host.sendStreamMessage(undefined, serialise(data), []);
+    return host.sendStreamMessage(undefined, serialise(data), undefined);
   }
 
   function format(value) {

@@ -12,5 +12,6 @@ wasmtime::component::bindgen!({
 
 pub use self::aiwebengine::script::host::LogLevel;
 pub use self::aiwebengine::script::types::{Request, Response, ScriptError};
+pub use self::aiwebengine::script::websocket::Client as WsClient;
 pub use exports::aiwebengine::script::guest::{Config as GuestConfig, Guest, Handled};
-pub use exports::aiwebengine::script::websocket_events::{Client as WsClient, Event as WsEvent};
+pub use exports::aiwebengine::script::websocket_events::Event as WsEvent;

@@ -26,6 +26,10 @@ struct Entry {
 
 /// One registered connection; dropping it unregisters the client.
 pub struct Client {
+    /// Numbers connections for the life of the server (the script's
+    /// WebSocket events name them by it).
+    pub number: u64,
+    /// `ws-<number>`: what `client.id` says and `client.send` names.
     pub id: String,
     pub path: String,
     clients: Arc<Clients>,
@@ -52,6 +56,7 @@ impl Clients {
             },
         );
         Client {
+            number: n,
             id,
             path: path.to_string(),
             clients: self.clone(),

@@ -6,7 +6,7 @@
 
   const HOOKS = ["onOpen", "onMessage", "onClose"];
   const streams = new Map(); // path -> handlers
-  const clients = new Map(); // id -> client, from open to close
+  const connections = new Map(); // connection number -> {client, path, handlers}, until close
 
   function describe(value) {
     if (typeof value === "string") return JSON.stringify(value);
@@ -42,33 +42,40 @@
     streams.set(path, own);
   };
 
-  function clientOf(id, params) {
-    let client = clients.get(id);
-    if (!client) {
-      client = Object.freeze({
-        id,
-        params: Object.freeze(params),
-        send(data) {
-          return raw.send(id, serialise(data));
-        },
-      });
-      clients.set(id, client);
-    }
-    return client;
+  // What dispatch's first argument says (see websocket.rs).
+  const OPEN = 0, MESSAGE = 1, CLOSE = 2;
+
+  // A connection heard of for the first time: its client object, made once,
+  // and its stream's handlers (streams are all registered while loading).
+  function introduce(connection) {
+    const { id, path, params } = raw.client();
+    const client = Object.freeze({
+      id,
+      params: Object.freeze(params),
+      send(data) {
+        return raw.send(id, serialise(data));
+      },
+    });
+    const known = { client, path, handlers: streams.get(path) };
+    connections.set(connection, known);
+    return known;
   }
 
-  // Called by the host, one event per turn: "open", "message" or "close".
-  function dispatch(kind, id, path, params, message) {
-    const client = clients.get(id) || clientOf(id, params);
-    if (kind === "close") clients.delete(id);
-    const handlers = streams.get(path);
+  // Called by the host, one event per turn, for the connection numbered
+  // `connection`: OPEN, MESSAGE (with the message) or CLOSE.
+  function dispatch(kind, connection, message) {
+    const known = connections.get(connection) || introduce(connection);
+    if (kind === CLOSE) connections.delete(connection);
+    const { client, handlers } = known;
     if (!handlers) return;
     let result;
-    if (kind === "open" && handlers.onOpen) result = handlers.onOpen(client);
-    else if (kind === "message" && handlers.onMessage) result = handlers.onMessage(client, message);
-    else if (kind === "close" && handlers.onClose) result = handlers.onClose(client);
+    if (kind === MESSAGE) {
+      if (handlers.onMessage) result = handlers.onMessage(client, message);
+    } else if (kind === OPEN) {
+      if (handlers.onOpen) result = handlers.onOpen(client);
+    } else if (handlers.onClose) result = handlers.onClose(client);
     if (result && typeof result.then === "function") {
-      result.then(undefined, (e) => console.error(`WebSocket handler on ${path} rejected:`, e));
+      result.then(undefined, (e) => console.error(`WebSocket handler on ${known.path} rejected:`, e));
     }
   }
 

@@ -8,7 +8,7 @@ use javy::quickjs::{prelude::Func, Ctx, Function, Object, Persistent, Result, Ty
 
 use crate::aiwebengine::script::host::{log, LogLevel};
 use crate::aiwebengine::script::websocket;
-use crate::exports::aiwebengine::script::websocket_events::{Client, Event, Guest};
+use crate::exports::aiwebengine::script::websocket_events::{Event, Guest};
 use crate::{convert, host, runtime};
 
 /// Installs the raw functions; `websocket.js` takes them and deletes the global.
@@ -28,6 +28,7 @@ pub fn register(cx: &Ctx<'_>) -> Result<()> {
         "send",
         Func::from(|client: String, json: String| websocket::send(&client, &json)),
     )?;
+    raw.set("client", Func::from(current_client))?;
     cx.globals().set("__aiwe_ws_host", raw)
 }
 
@@ -47,45 +48,54 @@ fn dispatch<'js>(cx: &Ctx<'js>) -> Result<Function<'js>> {
     Ok(dispatch)
 }
 
+/// The connection the running event is about, as `{id, path, params}`:
+/// `websocket.js` asks the first time it hears of a connection.
+fn current_client<'js>(cx: Ctx<'js>) -> Result<Object<'js>> {
+    let client = websocket::current_client();
+    let params = Object::new(cx.clone())?;
+    for (k, v) in &client.params {
+        params.set(k.as_str(), v.as_str())?;
+    }
+    let object = Object::new(cx)?;
+    object.set("id", client.id)?;
+    object.set("path", client.path)?;
+    object.set("params", params)?;
+    Ok(object)
+}
+
+/// `dispatch`'s first argument (numbers: no string to make per event).
+const OPEN: u8 = 0;
+const MESSAGE: u8 = 1;
+const CLOSE: u8 = 2;
+
 impl Guest for crate::Component {
-    fn on_event(client: Client, event: Event) {
+    fn on_event(connection: u64, event: Event) {
         runtime::start_call();
         runtime::with(|cx| {
             let run = (|| {
                 let dispatch = dispatch(&cx)?;
-                let params = Object::new(cx.clone())?;
-                for (k, v) in &client.params {
-                    params.set(k.as_str(), v.as_str())?;
-                }
-                let (kind, message): (&str, Value) = match &event {
-                    Event::Open => ("open", Value::new_undefined(cx.clone())),
-                    Event::Close => ("close", Value::new_undefined(cx.clone())),
+                let (kind, message): (u8, Value) = match &event {
+                    Event::Open => (OPEN, Value::new_undefined(cx.clone())),
+                    Event::Close => (CLOSE, Value::new_undefined(cx.clone())),
                     Event::Text(text) => (
-                        "message",
+                        MESSAGE,
                         javy::quickjs::String::from_str(cx.clone(), text)?.into_value(),
                     ),
                     Event::Binary(bytes) => (
-                        "message",
+                        MESSAGE,
                         TypedArray::<u8>::new(cx.clone(), bytes.as_slice())?.into_value(),
                     ),
                 };
-                dispatch.call::<_, ()>((
-                    kind,
-                    client.id.as_str(),
-                    client.path.as_str(),
-                    params,
-                    message,
-                ))
+                // Connection numbers stay far below 2^53: exact as a JS number.
+                dispatch.call::<_, ()>((kind, connection as f64, message))
             })();
             if let Err(e) = run {
                 let e = convert::script_error(&cx, e);
                 let stack = e.stack.map(|s| format!("\n{s}")).unwrap_or_default();
+                let path = websocket::current_client().path;
                 log(
                     LogLevel::Error,
-                    &format!(
-                        "WebSocket handler on {} threw: {}{stack}",
-                        client.path, e.message
-                    ),
+                    &format!("WebSocket handler on {path} threw: {}{stack}", e.message),
                 );
             }
             runtime::run_jobs(&cx);

@@ -18,6 +18,7 @@
 //! a queue of requests take turns instead of one starving the other.
 
 use std::collections::HashMap;
+use std::fmt::{self, Display};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -53,6 +54,8 @@ pub enum Job {
     },
     /// A WebSocket connection opened, sent a message or closed (no reply).
     WebSocket {
+        /// The connection's number (`ws_clients::Client::number`).
+        connection: u64,
         /// Shared with the connection: one copy of its id, path and query.
         client: Arc<WsClient>,
         event: WsEvent,
@@ -70,7 +73,7 @@ enum Call<'a> {
     Handle(u64, &'a Request),
     Timer,
     Fetched(&'a fetch::Done),
-    WebSocket(&'a WsClient, &'a WsEvent),
+    WebSocket(u64, &'a Arc<WsClient>, &'a WsEvent),
 }
 
 impl Call<'_> {
@@ -100,11 +103,16 @@ impl Call<'_> {
                 )
                 .await
                 .map(|()| Handled::Pending),
-            Call::WebSocket(client, event) => script
-                .aiwebengine_script_websocket_events()
-                .call_on_event(store, client, event)
-                .await
-                .map(|()| Handled::Pending),
+            Call::WebSocket(connection, client, event) => {
+                // For `websocket.current-client`, during this call only.
+                store.data_mut().ws_client = Some(client.clone());
+                let called = script
+                    .aiwebengine_script_websocket_events()
+                    .call_on_event(&mut *store, connection, event)
+                    .await;
+                store.data_mut().ws_client = None;
+                called.map(|()| Handled::Pending)
+            }
         }
     }
 }
@@ -112,7 +120,7 @@ impl Call<'_> {
 /// A turn's worth of work, as `guarded` runs it.
 enum Work {
     Handle(Request, Reply),
-    WebSocket(Arc<WsClient>, WsEvent),
+    WebSocket(u64, Arc<WsClient>, WsEvent),
     Fetched(fetch::Done),
     Timer,
 }
@@ -174,15 +182,20 @@ impl Actor {
                         .instrument(span)
                         .await
                 }
-                Next::Job(Job::WebSocket { client, event }) => {
-                    let what = format!("websocket {}", client.path);
-                    self.guarded(&what, Work::WebSocket(client, event)).await
+                Next::Job(Job::WebSocket {
+                    connection,
+                    client,
+                    event,
+                }) => {
+                    let what = OnStream(client.clone());
+                    self.guarded(&what, Work::WebSocket(connection, client, event))
+                        .await
                 }
-                Next::Fetched(done) => self.guarded("fetch completion", Work::Fetched(done)).await,
+                Next::Fetched(done) => self.guarded(&"fetch completion", Work::Fetched(done)).await,
                 Next::Tick => {}
             }
             self.expire_deferred();
-            self.guarded("a timer", Work::Timer).await;
+            self.guarded(&"a timer", Work::Timer).await;
         }
         tracing::debug!(script = %self.recipe.name, "script actor finished");
     }
@@ -191,7 +204,7 @@ impl Actor {
     /// are traps, not panics) is logged, the instance is thrown away as after
     /// a trap, and the task lives on to serve the next job. A panic while
     /// handling a request drops its reply: the client gets a 5xx.
-    async fn guarded(&mut self, what: &str, work: Work) {
+    async fn guarded(&mut self, what: &(dyn Display + Sync), work: Work) {
         let outcome = AssertUnwindSafe(self.perform(what, work))
             .catch_unwind()
             .await;
@@ -200,11 +213,11 @@ impl Actor {
         }
     }
 
-    async fn perform(&mut self, what: &str, work: Work) {
+    async fn perform(&mut self, what: &(dyn Display + Sync), work: Work) {
         match work {
             Work::Handle(request, reply) => self.handle(what, request, reply).await,
-            Work::WebSocket(client, event) => {
-                self.call(what, None, Call::WebSocket(&client, &event))
+            Work::WebSocket(connection, client, event) => {
+                self.call(what, None, Call::WebSocket(connection, &client, &event))
                     .await
             }
             Work::Fetched(done) => self.fetch_done(done).await,
@@ -212,9 +225,9 @@ impl Actor {
         }
     }
 
-    fn recover(&mut self, what: &str, panic: Box<dyn std::any::Any + Send>) {
+    fn recover(&mut self, what: &(dyn Display + Sync), panic: Box<dyn std::any::Any + Send>) {
         let panic = crate::panics::panic_message(panic.as_ref());
-        tracing::error!(script = %self.recipe.name, route = what, panic, "internal error in the script's task; restarting the script");
+        tracing::error!(script = %self.recipe.name, route = %what, panic, "internal error in the script's task; restarting the script");
         self.instance = None;
         for (_, d) in self.deferred.drain() {
             let _ = d
@@ -234,7 +247,7 @@ impl Actor {
         [wakeup, deferred].into_iter().flatten().min()
     }
 
-    async fn handle(&mut self, route: &str, request: Request, reply: Reply) {
+    async fn handle(&mut self, route: &(dyn Display + Sync), request: Request, reply: Reply) {
         if reply.is_closed() {
             return; // the client went away while this waited in the queue
         }
@@ -271,7 +284,7 @@ impl Actor {
             return;
         };
         self.owner = owner;
-        self.call("fetch completion", None, Call::Fetched(&done))
+        self.call(&"fetch completion", None, Call::Fetched(&done))
             .await;
         if let Some(id) = owner {
             let deadline = self.wait_deadline(id);
@@ -298,7 +311,7 @@ impl Actor {
             if let Some(instance) = self.instance.as_mut() {
                 instance.store.data_mut().wakeup = None; // the guest sets the next one
             }
-            self.call("timer callback", None, Call::Timer).await;
+            self.call(&"timer callback", None, Call::Timer).await;
         } else {
             let _ = self.instance().await;
         }
@@ -368,7 +381,7 @@ impl Actor {
     async fn call(
         &mut self,
         // The route ("GET /chat"), "timer callback"..., for the log.
-        what: &str,
+        what: &(dyn Display + Sync),
         request: Option<(u64, Reply)>,
         call: Call<'_>,
     ) {
@@ -423,7 +436,7 @@ impl Actor {
                     Some(limit) => {
                         tracing::warn!(
                             script,
-                            route = what,
+                            route = %what,
                             limit = crate::metrics::limit_kind(limit),
                             fuel_used,
                             "call stopped: exceeded {}",
@@ -435,7 +448,7 @@ impl Actor {
                     None => {
                         tracing::error!(
                             script,
-                            route = what,
+                            route = %what,
                             fuel_used,
                             "script trapped: {trap:?}"
                         );
@@ -506,6 +519,16 @@ async fn next_fetch(fetches: &mut Option<UnboundedReceiver<fetch::Done>>) -> Opt
     match fetches {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+/// A WebSocket event's turn, for the log ("websocket /room"): formatted only
+/// if something is logged.
+struct OnStream(Arc<WsClient>);
+
+impl Display for OnStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "websocket {}", self.0.path)
     }
 }
 

@@ -11,7 +11,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::console::Console;
 use super::registrations::Registrations;
 use crate::accepted::Accepted;
-use crate::bindings::{Response, ScriptError};
+use crate::bindings::{Response, ScriptError, WsClient};
 use crate::fetch::Inflight;
 use crate::limits::{CallClock, MemoryCap};
 use crate::services::ScriptServices;
@@ -50,6 +50,9 @@ pub struct HostState {
     pub call_started: Instant,
     /// The guest said the running call used its CPU budget (it then traps).
     pub cpu_exhausted: bool,
+    /// The connection the running WebSocket event is about
+    /// (`websocket.current-client`).
+    pub ws_client: Option<Arc<WsClient>>,
 }
 
 impl HostState {
@@ -84,6 +87,7 @@ impl HostState {
             fetch: Inflight::new(services.fetch.clone()),
             call_started: Instant::now(),
             cpu_exhausted: false,
+            ws_client: None,
         }
     }
 

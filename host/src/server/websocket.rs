@@ -193,6 +193,8 @@ struct Connection {
     app: Arc<App>,
     /// Registered for `client.send` until the connection closes.
     client: Option<Client>,
+    /// The client's number, its id, path and query, for the script.
+    number: u64,
     record: Arc<WsClient>,
     sink: Arc<Sink>,
     socket: Arc<TcpStream>,
@@ -219,6 +221,7 @@ impl Connection {
         });
         Connection {
             app,
+            number: client.number,
             client: Some(client),
             record,
             sink,
@@ -442,6 +445,7 @@ impl Connection {
             return;
         }
         let job = Job::WebSocket {
+            connection: self.number,
             client: self.record.clone(),
             event,
         };

@@ -217,6 +217,27 @@ async fn a_throwing_handler_is_logged_and_the_connection_stays() {
 }
 
 #[tokio::test]
+async fn a_connection_outlives_its_scripts_restart() {
+    let server = room().await;
+    let mut ws = connect(&server, "/room?name=kim").await;
+    let id = next_json(&mut ws).await["data"]["welcome"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The handler trips the CPU limit: the instance, with every client object
+    // it made, is thrown away and re-created for the next event.
+    ws.send(Message::text("spin")).await.unwrap();
+    ws.send(Message::text("after")).await.unwrap();
+    assert_eq!(
+        next_json(&mut ws).await["data"],
+        json!({"from": "kim", "text": "after"}),
+        "the fresh instance knows the connection's query"
+    );
+    // Its log started empty: the connection is known by the same id.
+    assert_eq!(log(&server).await, vec![format!("message {id} after")]);
+}
+
+#[tokio::test]
 async fn frames_on_a_stream_without_handlers_are_ignored() {
     let server = room().await;
     let mut ws = connect(&server, "/plain").await;

@@ -2,6 +2,7 @@
 //! script handles clients of, and `client.send`.
 
 use crate::bindings::aiwebengine::script::websocket::Host;
+use crate::bindings::WsClient;
 use crate::script::registrations::Hooks;
 use crate::script::state::HostState;
 
@@ -24,5 +25,17 @@ impl Host for HostState {
     fn send(&mut self, client: String, json: String) -> bool {
         self.clients
             .send(&client, &self.registrations.streams, &json)
+    }
+
+    fn current_client(&mut self) -> WsClient {
+        match &self.ws_client {
+            Some(client) => WsClient::clone(client),
+            // Only asked during a WebSocket event; an empty record otherwise.
+            None => WsClient {
+                id: String::new(),
+                path: String::new(),
+                params: Vec::new(),
+            },
+        }
     }
 }
