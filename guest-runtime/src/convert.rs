@@ -28,7 +28,7 @@ pub fn request_to_js<'js>(cx: &Ctx<'js>, req: &Request) -> Result<Object<'js>, E
 }
 
 /// A JS string as UTF-8; lone surrogates become U+FFFD rather than failing.
-fn js_string<'js>(cx: &Ctx<'js>, s: &JsString<'js>) -> String {
+pub fn js_string<'js>(cx: &Ctx<'js>, s: &JsString<'js>) -> String {
     s.to_string()
         .unwrap_or_else(|e| javy::to_string_lossy(cx, s, e))
 }
@@ -101,12 +101,11 @@ pub fn respond<'js>(
     } else if let Some(bytes) = view_bytes(cx, &body)? {
         bytes
     } else {
-        let serialise: Function = api.get("serialise")?;
-        let json: JsString = serialise.call((body,))?;
+        let json = crate::serialise::serialise(cx, body)?;
         if !has_content_type {
             headers.push(("content-type".into(), "application/json".into()));
         }
-        js_string(cx, &json).into_bytes()
+        json.into_bytes()
     };
     Ok(Response {
         status,

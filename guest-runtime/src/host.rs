@@ -3,7 +3,10 @@
 
 use std::cell::Cell;
 
-use javy::quickjs::{prelude::Func, Ctx, Exception, Object, Result, Value};
+use javy::quickjs::{
+    prelude::{Func, Opt},
+    Ctx, Exception, Function, Object, Result, Value,
+};
 
 use crate::convert;
 
@@ -84,6 +87,8 @@ pub fn register(cx: &Ctx<'_>) -> Result<()> {
             },
         ),
     )?;
+    raw.set("sendToStream", Func::from(send_to_stream))?;
+    raw.set("serialise", Func::from(serialise))?;
     raw.set(
         "setWakeup",
         Func::from(|delay: Option<f64>| {
@@ -94,6 +99,51 @@ pub fn register(cx: &Ctx<'_>) -> Result<()> {
     raw.set("completeResponse", Func::from(complete_response))?;
     raw.set("completeError", Func::from(complete_error))?;
     cx.globals().set("__aiwe_host", raw)
+}
+
+/// `JSON.stringify(data)`, or `"null"` (see `serialise.rs`).
+pub fn serialise<'js>(cx: Ctx<'js>, data: Opt<Value<'js>>) -> Result<String> {
+    let data = data.0.unwrap_or_else(|| Value::new_undefined(cx.clone()));
+    crate::serialise::serialise(&cx, data)
+}
+
+/// `routeRegistry.sendStreamMessage(path, data, filter)`, whole: it runs
+/// for every broadcast, so without a JS wrapper around it. What is rare (a
+/// bad path, a filter) is the prelude's.
+fn send_to_stream<'js>(
+    cx: Ctx<'js>,
+    path: Value<'js>,
+    data: Opt<Value<'js>>,
+    filter: Opt<Value<'js>>,
+) -> Result<u32> {
+    let api = crate::runtime::api(&cx)?;
+    let path = match path.as_string().map(|s| convert::js_string(&cx, s)) {
+        Some(path) if path.starts_with('/') => path,
+        _ => {
+            let check: Function = api.get("checkPath")?;
+            check.call::<_, ()>(("sendStreamMessage", path))?;
+            // (checkPath throws for anything but a string starting with "/")
+            return Err(Exception::throw_type(
+                &cx,
+                "sendStreamMessage: path must be a string starting with \"/\"",
+            ));
+        }
+    };
+    let data = data.0.unwrap_or_else(|| Value::new_undefined(cx.clone()));
+    let json = crate::serialise::serialise(&cx, data)?;
+    let filter = match filter.0 {
+        Some(filter) if !filter.is_undefined() && !filter.is_null() => {
+            let pairs: Function = api.get("filterPairs")?;
+            let pairs: Vec<Vec<String>> = pairs.call((filter,))?;
+            pairs
+                .into_iter()
+                .filter_map(|pair| <[String; 2]>::try_from(pair).ok())
+                .map(|[k, v]| (k, v))
+                .collect()
+        }
+        _ => Vec::new(),
+    };
+    host::send_stream_message(Some(&path), &json, &filter).map_err(|m| refused(&cx, m))
 }
 
 /// A deferred handler's Promise resolved to `result`.

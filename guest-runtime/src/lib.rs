@@ -13,6 +13,7 @@ mod apis;
 mod convert;
 mod host;
 mod runtime;
+mod serialise;
 
 wit_bindgen::generate!({
     world: "script",

@@ -20,12 +20,10 @@
     return String(value);
   }
 
+  // JSON.stringify(data), or "null" when that is undefined (serialise.rs).
   // A script may replace JSON.stringify and so send any text at all: the host
   // frames it safely (data lines split on CR and LF) whatever it holds.
-  function serialise(data) {
-    const json = JSON.stringify(data);
-    return json === undefined ? "null" : json;
-  }
+  const serialise = host.serialise;
 
   const routeRegistry = {
     registerRoute(method, path, handler) {
@@ -45,14 +43,9 @@
       checkPath("registerStreamRoute", path);
       host.registerStream(path);
     },
-    // The hot path of every broadcast: the checks inline, helpers only
-    // for what is rare (a bad path, a filter).
-    sendStreamMessage(path, data, filter) {
-      if (typeof path !== "string" || path[0] !== "/") checkPath("sendStreamMessage", path);
-      const json = JSON.stringify(data);
-      const pairs = filter === undefined || filter === null ? undefined : filterPairs(filter);
-      return host.sendStreamMessage(path, json === undefined ? "null" : json, pairs);
-    },
+    // The hot path of every broadcast, in Rust (host.rs): it calls
+    // checkPath and filterPairs for what is rare (a bad path, a filter).
+    sendStreamMessage: host.sendToStream,
   };
 
   // `{room: "42"}` -> [["room", "42"]]: only subscribers whose query has room=42.
@@ -191,7 +184,15 @@
 
   // No `configure` here: the host's settings reach the prelude only through
   // hidden host functions, so a script cannot raise its own caps.
-  const api = Object.freeze({ dispatch, describe, serialise, checkHandlers, runTimer, defer });
+  const api = Object.freeze({
+    dispatch,
+    describe,
+    checkHandlers,
+    runTimer,
+    defer,
+    checkPath,
+    filterPairs,
+  });
   globalThis.routeRegistry = routeRegistry;
   globalThis.sendStreamMessage = sendStreamMessage;
   globalThis.console = console;

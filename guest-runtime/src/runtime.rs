@@ -13,8 +13,8 @@ const GC_THRESHOLD: usize = 1 << 20;
 
 thread_local! {
     static RUNTIME: OnceCell<Runtime> = const { OnceCell::new() };
-    /// The prelude's internal API (dispatch, describe, serialise, checkHandlers,
-    /// runTimer, defer). Held here, not in a global: no script can call,
+    /// The prelude's internal API (dispatch, describe, checkHandlers, checkPath,
+    /// filterPairs, runTimer, defer). Held here, not in a global: no script can call,
     /// replace or inspect what the host relies on.
     static API: OnceCell<Persistent<Object<'static>>> = const { OnceCell::new() };
     /// The host's CPU budget per call (`Config::cpu-budget`), 0 for none, and
@@ -66,6 +66,7 @@ fn build() -> Runtime {
             .eval(include_str!("prelude.js"))
             .expect("the prelude to evaluate to its API");
         let _ = API.with(|cell| cell.set(Persistent::save(&cx, api)));
+        crate::serialise::remember_builtin(&cx).expect("JSON.stringify to exist");
         crate::apis::register(&cx).expect("the script APIs to register");
     });
     runtime

@@ -14,10 +14,7 @@
     return String(value);
   }
 
-  function serialise(data) {
-    const json = JSON.stringify(data);
-    return json === undefined ? "null" : json;
-  }
+  const serialise = raw.serialise; // as the prelude's
 
   const plain = routeRegistry.registerStreamRoute;
   routeRegistry.registerStreamRoute = function registerStreamRoute(path, handlers) {

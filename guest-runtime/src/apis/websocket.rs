@@ -29,6 +29,7 @@ pub fn register(cx: &Ctx<'_>) -> Result<()> {
         Func::from(|client: String, json: String| websocket::send(&client, &json)),
     )?;
     raw.set("client", Func::from(current_client))?;
+    raw.set("serialise", Func::from(host::serialise))?;
     cx.globals().set("__aiwe_ws_host", raw)
 }
 

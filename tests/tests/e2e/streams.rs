@@ -96,3 +96,67 @@ async fn subscriber_counts_follow_connections() {
     })
     .await;
 }
+
+/// `routeRegistry.sendStreamMessage` runs in Rust (it is every broadcast's
+/// hot path, and quotes a string itself): the same JSON text as
+/// `JSON.stringify`, a script's own `JSON.stringify` still honoured, and
+/// the same errors as the JavaScript API had.
+const QUOTING: &str = r#"
+routeRegistry.registerStreamRoute("/q");
+const samples = [
+  "plain", "quote \" and \\ backslash", "\b\f\n\r\t", "\u0000\u0001\u001f\u007f",
+  "\u2028\u2029", "é ü 漢字 🎉", "lone \ud800 surrogate", "",
+];
+routeRegistry.registerRoute("POST", "/q/send", () => {
+  for (const s of samples) routeRegistry.sendStreamMessage("/q", s);
+  const saved = JSON.stringify;
+  JSON.stringify = (value) => `"replaced ${typeof value}"`;
+  try {
+    routeRegistry.sendStreamMessage("/q", "x");
+  } finally {
+    JSON.stringify = saved;
+  }
+  routeRegistry.sendStreamMessage("/q");
+  routeRegistry.sendStreamMessage("/q", { a: [1, "b"] }, {});
+  return { body: samples.map((s) => JSON.stringify(s)) };
+});
+routeRegistry.registerRoute("POST", "/q/bad", () => {
+  const tries = [["q", 1], [5, 1], ["/q", 1, 7]];
+  return {
+    body: tries.map((args) => {
+      try {
+        routeRegistry.sendStreamMessage(...args);
+        return "no error";
+      } catch (e) {
+        return String(e);
+      }
+    }),
+  };
+});
+"#;
+
+#[tokio::test]
+async fn send_stream_message_gives_json_stringify_text_and_checks_its_arguments() {
+    let server = TestServer::start(&[("q.js", QUOTING)]).await;
+    let mut sub = server.subscribe("/q").await;
+    let expected: Vec<String> =
+        serde_json::from_value(server.post("/q/send", "").await.json_value().await).unwrap();
+    let expected = expected.into_iter().chain([
+        "\"replaced string\"".into(),
+        "null".into(),
+        r#"{"a":[1,"b"]}"#.into(),
+    ]);
+    for want in expected {
+        let event = sub.next().await.expect("an event per message");
+        assert_eq!(event.data, want);
+    }
+    let errors = server.post("/q/bad", "").await.json_value().await;
+    assert_eq!(
+        errors,
+        serde_json::json!([
+            "TypeError: sendStreamMessage: path must be a string starting with \"/\", got \"q\"",
+            "TypeError: sendStreamMessage: path must be a string starting with \"/\", got 5",
+            "TypeError: sendStreamMessage: filter must be an object like {room: \"42\"}, got 7",
+        ])
+    );
+}
