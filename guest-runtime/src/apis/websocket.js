@@ -5,8 +5,6 @@
   "use strict";
 
   const HOOKS = ["onOpen", "onMessage", "onClose"];
-  const streams = new Map(); // path -> handlers
-  const connections = new Map(); // connection number -> {client, path, handlers}, until close
 
   function describe(value) {
     if (typeof value === "string") return JSON.stringify(value);
@@ -33,49 +31,26 @@
     }
     plain(path);
     if (handlers === undefined || handlers === null) return;
-    const own = {};
-    for (const name of HOOKS) own[name] = handlers[name];
-    raw.listen(path, !!own.onOpen, !!own.onMessage, !!own.onClose);
-    streams.set(path, own);
+    // The host calls them straight from Rust (websocket.rs), looked up once.
+    raw.listen(path, handlers.onOpen, handlers.onMessage, handlers.onClose);
   };
 
-  // What dispatch's first argument says (see websocket.rs).
-  const OPEN = 0, MESSAGE = 1, CLOSE = 2;
-
-  // A connection heard of for the first time: its client object, made once,
-  // and its stream's handlers (streams are all registered while loading).
-  function introduce(connection) {
-    const { id, path, params } = raw.client();
-    const client = Object.freeze({
+  // A connection heard of for the first time: its client object, made once.
+  function introduce(id, params) {
+    return Object.freeze({
       id,
       params: Object.freeze(params),
       send(data) {
         return raw.send(id, serialise(data));
       },
     });
-    const known = { client, path, handlers: streams.get(path) };
-    connections.set(connection, known);
-    return known;
   }
 
-  // Called by the host, one event per turn, for the connection numbered
-  // `connection`: OPEN, MESSAGE (with the message) or CLOSE.
-  function dispatch(kind, connection, message) {
-    const known = connections.get(connection) || introduce(connection);
-    if (kind === CLOSE) connections.delete(connection);
-    const { client, handlers } = known;
-    if (!handlers) return;
-    let result;
-    if (kind === MESSAGE) {
-      if (handlers.onMessage) result = handlers.onMessage(client, message);
-    } else if (kind === OPEN) {
-      if (handlers.onOpen) result = handlers.onOpen(client);
-    } else if (handlers.onClose) result = handlers.onClose(client);
-    if (result && typeof result.then === "function") {
-      result.then(undefined, (e) => console.error(`WebSocket handler on ${known.path} rejected:`, e));
-    }
+  // A handler gave a Promise: its rejection is logged like a throw.
+  function watch(result, path) {
+    result.then(undefined, (e) => console.error(`WebSocket handler on ${path} rejected:`, e));
   }
 
-  Object.defineProperty(globalThis, "__aiwe_websocket", { value: Object.freeze({ dispatch }) });
+  Object.defineProperty(globalThis, "__aiwe_websocket", { value: Object.freeze({ introduce, watch }) });
 })(globalThis.__aiwe_ws_host, globalThis.routeRegistry, globalThis.console);
 delete globalThis.__aiwe_ws_host;

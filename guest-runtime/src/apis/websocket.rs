@@ -2,7 +2,9 @@
 //! `__aiwe_ws_host` functions `websocket.js` wraps, and the `on-event` export
 //! that runs a stream's `onOpen` / `onMessage` / `onClose` handler.
 
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
 
 use javy::quickjs::{prelude::Func, Ctx, Function, Object, Persistent, Result, TypedArray, Value};
 
@@ -11,85 +13,146 @@ use crate::aiwebengine::script::websocket;
 use crate::exports::aiwebengine::script::websocket_events::{Event, Guest};
 use crate::{convert, host, runtime};
 
+/// A stream's client handlers, as `registerStreamRoute` got them.
+#[derive(Clone, Default)]
+struct Handlers {
+    open: Option<Persistent<Function<'static>>>,
+    message: Option<Persistent<Function<'static>>>,
+    close: Option<Persistent<Function<'static>>>,
+}
+
+/// A connection this instance has heard of: its client object and its
+/// stream's handlers, until it closes.
+struct Known {
+    client: Persistent<Object<'static>>,
+    path: Rc<str>,
+    handlers: Rc<Handlers>,
+}
+
+thread_local! {
+    /// Handlers by stream path, from `load`.
+    static STREAMS: RefCell<HashMap<String, Rc<Handlers>>> = RefCell::default();
+    /// Connections by number.
+    static CONNECTIONS: RefCell<HashMap<u64, Rc<Known>>> = RefCell::default();
+    /// `websocket.js`'s internal API (`introduce`, `watch`).
+    static API: OnceCell<Persistent<Object<'static>>> = const { OnceCell::new() };
+}
+
 /// Installs the raw functions; `websocket.js` takes them and deletes the global.
 pub fn register(cx: &Ctx<'_>) -> Result<()> {
     let raw = Object::new(cx.clone())?;
-    raw.set(
-        "listen",
-        Func::from(
-            |cx: Ctx<'_>, path: String, open: bool, message: bool, close: bool| {
-                host::only_while_loading(&cx, "routeRegistry.registerStreamRoute")?;
-                websocket::listen(&path, open, message, close)
-                    .map_err(|m| javy::quickjs::Exception::throw_message(&cx, &m))
-            },
-        ),
-    )?;
+    raw.set("listen", Func::from(listen))?;
     raw.set(
         "send",
         Func::from(|client: String, json: String| websocket::send(&client, &json)),
     )?;
-    raw.set("client", Func::from(current_client))?;
     raw.set("serialise", Func::from(host::serialise))?;
     cx.globals().set("__aiwe_ws_host", raw)
 }
 
-thread_local! {
-    /// `websocket.js`'s `dispatch`, looked up once.
-    static DISPATCH: OnceCell<Persistent<Function<'static>>> = const { OnceCell::new() };
+/// `registerStreamRoute(path, {onOpen, onMessage, onClose})`: keeps the
+/// handlers and tells the host which there are.
+fn listen<'js>(
+    cx: Ctx<'js>,
+    path: String,
+    open: Option<Function<'js>>,
+    message: Option<Function<'js>>,
+    close: Option<Function<'js>>,
+) -> Result<()> {
+    host::only_while_loading(&cx, "routeRegistry.registerStreamRoute")?;
+    websocket::listen(&path, open.is_some(), message.is_some(), close.is_some())
+        .map_err(|m| javy::quickjs::Exception::throw_message(&cx, &m))?;
+    let save = |f: Option<Function<'js>>| f.map(|f| Persistent::save(&cx, f));
+    let handlers = Handlers {
+        open: save(open),
+        message: save(message),
+        close: save(close),
+    };
+    STREAMS.with(|s| s.borrow_mut().insert(path, Rc::new(handlers)));
+    Ok(())
 }
 
-/// `websocket.js`'s `dispatch`, in `cx`.
-fn dispatch<'js>(cx: &Ctx<'js>) -> Result<Function<'js>> {
-    if let Some(saved) = DISPATCH.with(|cell| cell.get().cloned()) {
+/// `websocket.js`'s internal API, in `cx`.
+fn api<'js>(cx: &Ctx<'js>) -> Result<Object<'js>> {
+    if let Some(saved) = API.with(|cell| cell.get().cloned()) {
         return saved.restore(cx);
     }
     let api: Object = cx.globals().get("__aiwe_websocket")?;
-    let dispatch: Function = api.get("dispatch")?;
-    let _ = DISPATCH.with(|cell| cell.set(Persistent::save(cx, dispatch.clone())));
-    Ok(dispatch)
+    let _ = API.with(|cell| cell.set(Persistent::save(cx, api.clone())));
+    Ok(api)
 }
 
-/// The connection the running event is about, as `{id, path, params}`:
-/// `websocket.js` asks the first time it hears of a connection.
-fn current_client<'js>(cx: Ctx<'js>) -> Result<Object<'js>> {
+/// Connection `connection`, met for the first time in this instance: the
+/// host says who it is, `websocket.js` makes its client object.
+fn introduce(cx: &Ctx<'_>, connection: u64) -> Result<Rc<Known>> {
     let client = websocket::current_client();
     let params = Object::new(cx.clone())?;
     for (k, v) in &client.params {
         params.set(k.as_str(), v.as_str())?;
     }
-    let object = Object::new(cx)?;
-    object.set("id", client.id)?;
-    object.set("path", client.path)?;
-    object.set("params", params)?;
-    Ok(object)
+    let introduce: Function = api(cx)?.get("introduce")?;
+    let object: Object = introduce.call((client.id, params))?;
+    let handlers = STREAMS.with(|s| s.borrow().get(&client.path).cloned());
+    let known = Rc::new(Known {
+        client: Persistent::save(cx, object),
+        path: client.path.into(),
+        handlers: handlers.unwrap_or_default(),
+    });
+    CONNECTIONS.with(|c| c.borrow_mut().insert(connection, known.clone()));
+    Ok(known)
 }
 
-/// `dispatch`'s first argument (numbers: no string to make per event).
-const OPEN: u8 = 0;
-const MESSAGE: u8 = 1;
-const CLOSE: u8 = 2;
+/// Runs the handler for `event` of `known`'s connection; a Promise it gives
+/// is watched for a rejection.
+fn run<'js>(cx: &Ctx<'js>, known: &Known, event: &Event) -> Result<()> {
+    let handlers = &known.handlers;
+    let handler = match event {
+        Event::Open => &handlers.open,
+        Event::Text(_) | Event::Binary(_) => &handlers.message,
+        Event::Close => &handlers.close,
+    };
+    let Some(handler) = handler.clone() else {
+        return Ok(());
+    };
+    let handler = handler.restore(cx)?;
+    let client = known.client.clone().restore(cx)?;
+    let result: Value = match event {
+        Event::Text(text) => {
+            let message = javy::quickjs::String::from_str(cx.clone(), text)?;
+            handler.call((client, message))?
+        }
+        Event::Binary(bytes) => {
+            let message = TypedArray::<u8>::new(cx.clone(), bytes.as_slice())?;
+            handler.call((client, message))?
+        }
+        Event::Open | Event::Close => handler.call((client,))?,
+    };
+    if let Some(then) = result
+        .as_object()
+        .map(|r| r.get::<_, Value>("then"))
+        .transpose()?
+    {
+        if then.is_function() {
+            let watch: Function = api(cx)?.get("watch")?;
+            watch.call::<_, ()>((result, &*known.path))?;
+        }
+    }
+    Ok(())
+}
 
 impl Guest for crate::Component {
     fn on_event(connection: u64, event: Event) {
         runtime::start_call();
         runtime::with(|cx| {
-            let run = (|| {
-                let dispatch = dispatch(&cx)?;
-                let (kind, message): (u8, Value) = match &event {
-                    Event::Open => (OPEN, Value::new_undefined(cx.clone())),
-                    Event::Close => (CLOSE, Value::new_undefined(cx.clone())),
-                    Event::Text(text) => (
-                        MESSAGE,
-                        javy::quickjs::String::from_str(cx.clone(), text)?.into_value(),
-                    ),
-                    Event::Binary(bytes) => (
-                        MESSAGE,
-                        TypedArray::<u8>::new(cx.clone(), bytes.as_slice())?.into_value(),
-                    ),
-                };
-                // Connection numbers stay far below 2^53: exact as a JS number.
-                dispatch.call::<_, ()>((kind, connection as f64, message))
-            })();
+            let known = CONNECTIONS.with(|c| c.borrow().get(&connection).cloned());
+            let known = match known {
+                Some(known) => Ok(known),
+                None => introduce(&cx, connection),
+            };
+            if matches!(event, Event::Close) {
+                CONNECTIONS.with(|c| c.borrow_mut().remove(&connection));
+            }
+            let run = known.and_then(|known| run(&cx, &known, &event));
             if let Err(e) = run {
                 let e = convert::script_error(&cx, e);
                 let stack = e.stack.map(|s| format!("\n{s}")).unwrap_or_default();

@@ -319,6 +319,9 @@ impl Actor {
 
     /// Requests whose Promise did not settle within the time limit get a 504.
     fn expire_deferred(&mut self) {
+        if self.deferred.is_empty() {
+            return;
+        }
         let now = Instant::now();
         let expired: Vec<u64> = self
             .deferred

@@ -267,10 +267,10 @@ impl Connection {
             }
             // The stall clock runs from when frames started waiting.
             let stall_at = match pending {
-                true => *stalled.get_or_insert_with(Instant::now) + stall_limit,
+                true => Some(*stalled.get_or_insert_with(Instant::now) + stall_limit),
                 false => {
                     stalled = None;
-                    Instant::now() + stall_limit // (not polled)
+                    None
                 }
             };
             tokio::select! {
@@ -281,7 +281,7 @@ impl Connection {
                         break None;
                     }
                 }
-                _ = tokio::time::sleep_until(stall_at), if pending => {
+                () = sleep_until(stall_at), if pending => {
                     self.app.metrics.write_stalls().inc();
                     tracing::info!(client = %self.record.id, "closing a WebSocket peer that took no data for {stall_limit:?}");
                     break None;
@@ -456,6 +456,15 @@ impl Connection {
             }
             Err(_) => {}
         }
+    }
+}
+
+/// Sleeps until `at`; forever without it (no timer is made for a branch
+/// that is off).
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
