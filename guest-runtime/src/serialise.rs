@@ -9,7 +9,10 @@
 
 use std::cell::OnceCell;
 
-use javy::quickjs::{function::This, Ctx, Exception, Function, Object, Persistent, Result, Value};
+use javy::quickjs::{
+    atom::PredefinedAtom, function::This, Ctx, Exception, Function, Object, Persistent, Result,
+    Value,
+};
 
 thread_local! {
     /// The built-in `JSON.stringify`, saved before any script runs.
@@ -27,7 +30,8 @@ pub fn remember_builtin(cx: &Ctx<'_>) -> Result<()> {
 /// `JSON.stringify(value)` as the script's global `JSON` has it now, or
 /// `"null"` when that gives `undefined`.
 pub fn serialise<'js>(cx: &Ctx<'js>, value: Value<'js>) -> Result<String> {
-    let json: Object = cx.globals().get("JSON")?;
+    // (A predefined atom: no lookup of the name by its text.)
+    let json: Object = cx.globals().get(PredefinedAtom::JSON)?;
     let stringify: Function = json.get("stringify")?;
     let builtin = BUILTIN
         .with(|cell| cell.get().cloned())

@@ -59,6 +59,9 @@ pub struct App {
     pub(crate) health: Health,
     /// The routes and streams the slots' live versions serve.
     pub(crate) table: ArcSwap<RouteTable>,
+    /// Counts `table` swaps: what was looked up in it holds while this is
+    /// unchanged (see `server/websocket.rs`).
+    pub(crate) table_generation: AtomicU64,
     /// Every script file's slot, by file name.
     slots: Mutex<BTreeMap<String, Slot>>,
     /// Held by the one reload running: the first load and the watcher's
@@ -112,6 +115,7 @@ impl App {
             services,
             storage,
             table: ArcSwap::from_pointee(RouteTable::default()),
+            table_generation: AtomicU64::new(0),
             slots: Mutex::new(BTreeMap::new()),
             reloading: tokio::sync::Mutex::new(()),
             files_read: Arc::new(AtomicU64::new(0)),
@@ -152,6 +156,7 @@ impl App {
     pub(crate) fn swap(&self, table: RouteTable) {
         let streams: BTreeSet<String> = table.stream_paths().map(str::to_string).collect();
         self.table.store(Arc::new(table));
+        self.table_generation.fetch_add(1, Ordering::Release);
         self.hub.retain(|path| streams.contains(path));
     }
 

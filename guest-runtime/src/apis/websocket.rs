@@ -6,7 +6,10 @@ use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use javy::quickjs::{prelude::Func, Ctx, Function, Object, Persistent, Result, TypedArray, Value};
+use javy::quickjs::{
+    atom::PredefinedAtom, prelude::Func, Ctx, Function, Object, Persistent, Result, TypedArray,
+    Value,
+};
 
 use crate::aiwebengine::script::host::{log, LogLevel};
 use crate::aiwebengine::script::websocket;
@@ -129,7 +132,7 @@ fn run<'js>(cx: &Ctx<'js>, known: &Known, event: &Event) -> Result<()> {
     };
     if let Some(then) = result
         .as_object()
-        .map(|r| r.get::<_, Value>("then"))
+        .map(|r| r.get::<_, Value>(PredefinedAtom::Then))
         .transpose()?
     {
         if then.is_function() {

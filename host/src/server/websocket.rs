@@ -11,7 +11,8 @@
 //! read is cut as an SSE one is (write stall, or lagging a ring behind: 1013);
 //! the end of the stream (shutdown, or its script unloaded) closes with 1001.
 
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -35,7 +36,7 @@ use super::subscribe::{self, Subscribe};
 use crate::app::App;
 use crate::bindings::{WsClient, WsEvent};
 use crate::registry::StreamRoute;
-use crate::script::{CallError, Hooks, Job};
+use crate::script::{CallError, Hooks, Job, LoadedScript};
 use crate::streams::{End, Sink, SinkSubscription};
 use crate::ws_clients::Client;
 
@@ -203,6 +204,7 @@ struct Connection {
     window: (Instant, u32),
     /// Something came from the peer since the last ping.
     answered: bool,
+    serving: Option<Serving>,
 }
 
 impl Connection {
@@ -229,6 +231,7 @@ impl Connection {
             ws,
             window: (Instant::now(), 0),
             answered: true,
+            serving: None,
         }
     }
 
@@ -428,13 +431,10 @@ impl Connection {
 
     /// Queues `event` for the script serving the stream now (a reload may have
     /// replaced the one it connected to), if it has a handler for it.
-    fn to_script(&self, event: WsEvent) {
-        let table = self.app.table.load();
-        let Some(stream) = subscribe::stream_at(&table, &self.record.path) else {
+    fn to_script(&mut self, event: WsEvent) {
+        let Some((script, hooks)) = self.serving() else {
             return;
         };
-        let script = &stream.script;
-        let hooks = script.registrations.websocket.hooks(&self.record.path);
         let wanted = match event {
             WsEvent::Open => hooks.open,
             WsEvent::Text(_) | WsEvent::Binary(_) => hooks.message,
@@ -457,6 +457,37 @@ impl Connection {
             Err(_) => {}
         }
     }
+
+    /// The script serving the stream now and its hooks there: looked up in
+    /// the route table again only after a reload swapped it.
+    fn serving(&mut self) -> Option<(Arc<LoadedScript>, Hooks)> {
+        // Read before the table: a swap in between is seen next time.
+        let generation = self.app.table_generation.load(Ordering::Acquire);
+        if let Some(known) = self.serving.as_ref().filter(|s| s.generation == generation) {
+            if let Some(script) = known.script.upgrade() {
+                return Some((script, known.hooks));
+            }
+        }
+        let table = self.app.table.load();
+        let script = subscribe::stream_at(&table, &self.record.path)?
+            .script
+            .clone();
+        let hooks = script.registrations.websocket.hooks(&self.record.path);
+        self.serving = Some(Serving {
+            generation,
+            script: Arc::downgrade(&script),
+            hooks,
+        });
+        Some((script, hooks))
+    }
+}
+
+/// Who serves a connection's stream, as of route table `generation`. Weak:
+/// an idle connection does not keep a replaced script alive.
+struct Serving {
+    generation: u64,
+    script: Weak<LoadedScript>,
+    hooks: Hooks,
 }
 
 /// Sleeps until `at`; forever without it (no timer is made for a branch

@@ -238,6 +238,26 @@ async fn a_connection_outlives_its_scripts_restart() {
 }
 
 #[tokio::test]
+async fn after_a_reload_an_open_connection_reaches_the_new_version() {
+    let server = room().await;
+    let mut ws = connect(&server, "/room?name=lee").await;
+    next_json(&mut ws).await; // welcome
+    let source = fixture("ws_room.js");
+    let v2 = source.replace("text: message }", "text: message, version: 2 }");
+    assert_ne!(v2, source, "the fixture's broadcast changed");
+    server.write("room.js", &v2);
+    common::eventually("version 2 is live", || async {
+        server.script("room.js").await["version"] == 2
+    })
+    .await;
+    ws.send(Message::text("hi")).await.unwrap();
+    assert_eq!(
+        next_json(&mut ws).await["data"],
+        json!({"from": "lee", "text": "hi", "version": 2})
+    );
+}
+
+#[tokio::test]
 async fn frames_on_a_stream_without_handlers_are_ignored() {
     let server = room().await;
     let mut ws = connect(&server, "/plain").await;
