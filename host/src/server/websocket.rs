@@ -240,7 +240,7 @@ impl Connection {
     /// the client's frames, pings, and closes.
     async fn serve(mut self, subscribed: SinkSubscription) {
         tracing::debug!(stream = %self.record.path, client = %self.record.id, "WebSocket connected");
-        self.to_script(WsEvent::Open);
+        self.tell_script(WsEvent::Open);
         let every = self.app.settings.keep_alive;
         let mut ping = tokio::time::interval_at(Instant::now() + every, every);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -326,7 +326,7 @@ impl Connection {
             let _ = tokio::time::timeout(CLOSE_GRACE, self.finish()).await;
         }
         self.sink.release();
-        self.to_script(WsEvent::Close);
+        self.tell_script(WsEvent::Close);
         tracing::debug!(client = %self.record.id, "WebSocket closed");
     }
 
@@ -425,13 +425,13 @@ impl Connection {
             tracing::warn!(client = %self.record.id, limit, "closing a WebSocket client that sent too many messages");
             return Err(Some(close(CloseCode::Policy, "too many messages")));
         }
-        self.to_script(event);
+        self.tell_script(event);
         Ok(true)
     }
 
     /// Queues `event` for the script serving the stream now (a reload may have
     /// replaced the one it connected to), if it has a handler for it.
-    fn to_script(&mut self, event: WsEvent) {
+    fn tell_script(&mut self, event: WsEvent) {
         let Some((script, hooks)) = self.serving() else {
             return;
         };
