@@ -6,6 +6,7 @@
 //! - `runtime.rs` the one QuickJS runtime of this instance and its configuration
 //! - `host.rs`    the raw `__aiwe_host` functions that call the WIT imports
 //! - `convert.rs` request record -> JS object, JS result -> response record, errors
+//! - `serialise.rs` a value's JSON text for the host (`JSON.stringify`, a string quoted in Rust)
 //! - `prelude.js` the user-facing script API built on `__aiwe_host`
 //! - `apis/`      further APIs, one per WIT interface, javy style (`fetch`, `websocket`, `storage`)
 

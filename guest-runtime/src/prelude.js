@@ -1,5 +1,7 @@
 // The script API, built from the raw host functions the Rust side installs as
-// `__aiwe_host`. Argument checks and the API's shape live here; Rust stays thin.
+// `__aiwe_host`. Argument checks and the API's shape live here; Rust stays thin,
+// except on the hot paths (sendStreamMessage, serialise, WebSocket events),
+// which call back in here for what is rare (checkPath, filterPairs).
 // Evaluated once per instance, before the user's script. Its value is the
 // internal API the Rust side calls; nothing of it is left in a global.
 (function (host) {
