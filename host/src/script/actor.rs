@@ -37,6 +37,7 @@ use crate::bindings::{Handled, Request, Response, Script, WsClient, WsEvent};
 use crate::fetch;
 use crate::limits::{self, Limit};
 use crate::storage::Turn;
+use crate::streams::Sink;
 
 /// Consecutive failures after which restarts are spaced out.
 const BACKOFF_AFTER: u32 = 3;
@@ -58,6 +59,8 @@ pub enum Job {
         connection: u64,
         /// Shared with the connection: one copy of its id, path and query.
         client: Arc<WsClient>,
+        /// What the connection's frames go out through.
+        sink: Arc<Sink>,
         event: WsEvent,
     },
 }
@@ -185,8 +188,12 @@ impl Actor {
                 Next::Job(Job::WebSocket {
                     connection,
                     client,
+                    sink,
                     event,
                 }) => {
+                    // What the turn sends this connection goes out after the
+                    // others' copies, when the turn ends (`Sink::cork`).
+                    let _corked = (!matches!(event, WsEvent::Close)).then(|| sink.cork());
                     let what = OnStream(client.clone());
                     self.guarded(&what, Work::WebSocket(connection, client, event))
                         .await

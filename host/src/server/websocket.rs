@@ -447,6 +447,7 @@ impl Connection {
         let job = Job::WebSocket {
             connection: self.number,
             client: self.record.clone(),
+            sink: self.sink.clone(),
             event,
         };
         match script.send_job(job) {

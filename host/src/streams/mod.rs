@@ -57,7 +57,7 @@ pub use frame::{encode_frame, encode_json, ws_text, Frame, MISSED_EVENT};
 pub use hub::Hub;
 pub use limits::HubLimits;
 pub use publisher::{Outgoing, Publisher, Settle};
-pub use sink::{End, Sink};
+pub use sink::{Corked, End, Sink};
 pub use subscription::{sse_bytes, Lagged, SinkSubscription, SubscribeError};
 
 /// Every lock of the hub holds data that stays consistent between statements,

@@ -14,6 +14,13 @@
 //!
 //! A subscriber whose queue grows past `lag` frames or `lag_bytes` bytes is
 //! too slow: it ends (`End::Lagged`), and its connection closes with 1013.
+//!
+//! While the script handles one of the connection's own messages, its sink
+//! is corked (`cork`): what the turn sends it (its broadcast's copy, a
+//! `client.send`) waits and goes out when the turn ends, so the other
+//! subscribers' copies are written first and the turn's frames to this
+//! connection share its writes. The sender rarely waits on its own echo;
+//! everyone else does.
 
 use std::collections::VecDeque;
 use std::io;
@@ -40,6 +47,10 @@ pub enum End {
     Failed,
 }
 
+/// Frames and bytes a corked sink holds back before it writes anyway.
+const CORKED_FRAMES: usize = 64;
+const CORKED_BYTES: usize = 64 * 1024;
+
 /// What a connection writes to and its task waits on.
 pub struct Sink {
     out: Mutex<Out>,
@@ -59,6 +70,8 @@ struct Out {
     end: Option<End>,
     /// The stream's count of subscribers cut for lagging.
     lagged: Option<IntCounter>,
+    /// Frames wait for the end of the running turn (see `cork`).
+    corked: bool,
 }
 
 /// What `Sink::put` did.
@@ -82,6 +95,7 @@ impl Sink {
                 started: false,
                 end: None,
                 lagged: None,
+                corked: false,
             }),
             ready: Notify::new(),
             lag: lag.max(1),
@@ -145,9 +159,27 @@ impl Sink {
         }
     }
 
+    /// Holds frames back until the guard is dropped, at the end of a turn
+    /// of the script for this connection (see the module's docs).
+    pub fn cork(self: &Arc<Self>) -> Corked {
+        lock(&self.out).corked = true;
+        Corked(self.clone())
+    }
+
     /// Writes `frame` at once if nothing waits before it, else queues it:
     /// not past `lag_bytes`, nor past `lag` frames when `counted`.
     fn put(&self, out: &mut Out, frame: &Bytes, counted: bool) -> Put {
+        if out.corked {
+            if out.queue.len() < CORKED_FRAMES && out.bytes + frame.len() <= CORKED_BYTES {
+                self.push(out, frame.clone());
+                return Put::Done;
+            }
+            // A turn sending this much to its connection: no more holding back.
+            out.corked = false;
+            if self.write_queue(out).is_err() {
+                return Put::Ended;
+            }
+        }
         if out.queue.is_empty() {
             if let Some(socket) = &out.socket {
                 match socket.try_write(frame) {
@@ -228,7 +260,10 @@ impl Sink {
     /// Writes out what is queued, as far as the socket takes it now; how
     /// many bytes went out. An error: the socket failed (the sink has ended).
     pub fn flush(&self) -> io::Result<usize> {
-        let mut out = lock(&self.out);
+        self.write_queue(&mut lock(&self.out))
+    }
+
+    fn write_queue(&self, out: &mut Out) -> io::Result<usize> {
         let Some(socket) = out.socket.clone() else {
             return Ok(0);
         };
@@ -249,7 +284,7 @@ impl Sink {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => {
-                    self.finish(&mut out, End::Failed);
+                    self.finish(out, End::Failed);
                     return Err(e);
                 }
             }
@@ -271,6 +306,24 @@ impl Sink {
         out.bytes = 0;
         if out.end.is_none() {
             out.end = Some(End::Failed);
+        }
+    }
+}
+
+/// A corked sink (`Sink::cork`); dropped, it writes out what waited, and
+/// leaves what the socket does not take to the connection's task.
+pub struct Corked(Arc<Sink>);
+
+impl Drop for Corked {
+    fn drop(&mut self) {
+        let sink = &self.0;
+        let mut out = lock(&sink.out);
+        out.corked = false;
+        if !out.queue.is_empty() {
+            let _ = sink.write_queue(&mut out);
+            if !out.queue.is_empty() {
+                sink.ready.notify_one();
+            }
         }
     }
 }
@@ -303,5 +356,64 @@ impl Subscriber {
 
     pub(super) fn left(&self) -> bool {
         self.left.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+
+    /// The server's end, connected to a sink, and the client's end.
+    async fn connected(sink: &Sink) -> TcpStream {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        sink.connect(Arc::new(accepted.unwrap().0));
+        client.unwrap()
+    }
+
+    /// Whether anything arrives within 50 ms.
+    async fn arrives(client: &TcpStream) -> bool {
+        tokio::time::timeout(Duration::from_millis(50), client.readable())
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn a_corked_sink_writes_when_the_turn_ends_in_order() {
+        let sink = Sink::new(16, 1 << 20);
+        let mut client = connected(&sink).await;
+        let corked = sink.cork();
+        assert!(sink.send_direct(&Bytes::from_static(b"a")));
+        sink.offer(&Bytes::from_static(b"b"));
+        assert!(sink.pending());
+        assert!(!arrives(&client).await, "held back while corked");
+        drop(corked);
+        assert!(!sink.pending());
+        let mut got = [0u8; 2];
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"ab");
+        // Uncorked, a frame goes straight out again.
+        sink.offer(&Bytes::from_static(b"c"));
+        client.read_exact(&mut got[..1]).await.unwrap();
+        assert_eq!(&got[..1], b"c");
+    }
+
+    #[tokio::test]
+    async fn a_turn_sending_much_to_its_connection_is_not_held_back() {
+        let sink = Sink::new(1024, 1 << 20);
+        let mut client = connected(&sink).await;
+        let _corked = sink.cork();
+        for i in 0..=CORKED_FRAMES {
+            assert!(sink.send_direct(&Bytes::from(vec![b'0' + (i % 10) as u8])));
+        }
+        let mut got = vec![0u8; CORKED_FRAMES + 1];
+        client.read_exact(&mut got).await.unwrap();
+        let want: Vec<u8> = (0..=CORKED_FRAMES).map(|i| b'0' + (i % 10) as u8).collect();
+        assert_eq!(got, want, "all of it, in order, before the turn ends");
     }
 }
