@@ -73,19 +73,10 @@ pub fn register(cx: &Ctx<'_>) -> Result<()> {
         }),
     )?;
     raw.set(
-        "sendStreamMessage",
-        Func::from(
-            |cx: Ctx<'_>, path: Option<String>, json: String, filter: Option<Vec<Vec<String>>>| {
-                let filter: Vec<(String, String)> = filter
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter_map(|pair| <[String; 2]>::try_from(pair).ok())
-                    .map(|[k, v]| (k, v))
-                    .collect();
-                host::send_stream_message(path.as_deref(), &json, &filter)
-                    .map_err(|m| refused(&cx, m))
-            },
-        ),
+        "sendToOwnStreams",
+        Func::from(|cx: Ctx<'_>, json: String| {
+            host::send_stream_message(None, &json, &[]).map_err(|m| refused(&cx, m))
+        }),
     )?;
     raw.set("sendToStream", Func::from(send_to_stream))?;
     raw.set("serialise", Func::from(serialise))?;
@@ -116,11 +107,10 @@ fn send_to_stream<'js>(
     data: Opt<Value<'js>>,
     filter: Opt<Value<'js>>,
 ) -> Result<u32> {
-    let api = crate::runtime::api(&cx)?;
     let path = match path.as_string().map(|s| convert::js_string(&cx, s)) {
         Some(path) if path.starts_with('/') => path,
         _ => {
-            let check: Function = api.get("checkPath")?;
+            let check: Function = crate::runtime::api(&cx)?.get("checkPath")?;
             check.call::<_, ()>(("sendStreamMessage", path))?;
             // (checkPath throws for anything but a string starting with "/")
             return Err(Exception::throw_type(
@@ -129,11 +119,10 @@ fn send_to_stream<'js>(
             ));
         }
     };
-    let data = data.0.unwrap_or_else(|| Value::new_undefined(cx.clone()));
-    let json = crate::serialise::serialise(&cx, data)?;
+    let json = serialise(cx.clone(), data)?;
     let filter = match filter.0 {
         Some(filter) if !filter.is_undefined() && !filter.is_null() => {
-            let pairs: Function = api.get("filterPairs")?;
+            let pairs: Function = crate::runtime::api(&cx)?.get("filterPairs")?;
             let pairs: Vec<Vec<String>> = pairs.call((filter,))?;
             pairs
                 .into_iter()

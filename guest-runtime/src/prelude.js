@@ -60,7 +60,7 @@
   }
 
   function sendStreamMessage(data) {
-    return host.sendStreamMessage(undefined, serialise(data), undefined);
+    return host.sendToOwnStreams(serialise(data));
   }
 
   function format(value) {

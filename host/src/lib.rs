@@ -34,6 +34,7 @@
 //! - `metrics`    Prometheus metrics: names, labels, one-line helpers, exposition
 //! - `logging`    text or JSON log lines (`--log-format`)
 //! - `panics`     the message of a caught panic, for its log line
+//! - `sleep`      sleeping until an optional deadline, for `select!` branches
 //! - `fd_limit`   `--max-connections` sized from the file-descriptor limit
 //! - `script_view` a script as `/_engine`, metrics and `check` show it: status, routes, streams
 //! - `cli`        the command line
@@ -99,6 +100,7 @@ pub mod script_view;
 pub mod server;
 pub mod services;
 pub mod settings;
+mod sleep;
 pub mod storage;
 pub mod streams;
 pub mod typescript;

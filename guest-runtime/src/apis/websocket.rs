@@ -17,7 +17,7 @@ use crate::exports::aiwebengine::script::websocket_events::{Event, Guest};
 use crate::{convert, host, runtime};
 
 /// A stream's client handlers, as `registerStreamRoute` got them.
-#[derive(Clone, Default)]
+#[derive(Default)]
 struct Handlers {
     open: Option<Persistent<Function<'static>>>,
     message: Option<Persistent<Function<'static>>>,

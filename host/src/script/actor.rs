@@ -36,6 +36,7 @@ use crate::accepted::Accepted;
 use crate::bindings::{Handled, Request, Response, Script, WsClient, WsEvent};
 use crate::fetch;
 use crate::limits::{self, Limit};
+use crate::sleep::sleep_until;
 use crate::storage::Turn;
 use crate::streams::Sink;
 
@@ -539,13 +540,5 @@ struct OnStream(Arc<WsClient>);
 impl Display for OnStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "websocket {}", self.0.path)
-    }
-}
-
-/// Sleeps until `deadline`; forever without one.
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
-        None => std::future::pending().await,
     }
 }

@@ -37,6 +37,7 @@ use crate::app::App;
 use crate::bindings::{WsClient, WsEvent};
 use crate::registry::StreamRoute;
 use crate::script::{CallError, Hooks, Job, LoadedScript};
+use crate::sleep::sleep_until;
 use crate::streams::{End, Sink, SinkSubscription};
 use crate::ws_clients::Client;
 
@@ -489,15 +490,6 @@ struct Serving {
     generation: u64,
     script: Weak<LoadedScript>,
     hooks: Hooks,
-}
-
-/// Sleeps until `at`; forever without it (no timer is made for a branch
-/// that is off).
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// Waits (polling) until every subscriber is gone: after shutdown ended the
